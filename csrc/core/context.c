@@ -1,0 +1,63 @@
+/* context.c: the explicit context (thread count, backend handles) and build facts. */
+#include <omp.h>
+#include <stdlib.h>
+
+#include "internal.h"
+
+#define MS_STR2(x) #x
+#define MS_STR(x) MS_STR2(x)
+
+void openblas_set_num_threads(int num_threads);
+void ms_dnnl_ctx_free(void *dnnl);
+
+int ms_abi_version(void) { return MS_ABI_VERSION; }
+
+int ms_context_new(ms_context **out) {
+  if (!out) return ms_fail(MS_ERR_INVALID, "context_new: out is NULL");
+  ms_context *ctx = calloc(1, sizeof *ctx);
+  if (!ctx) return ms_fail(MS_ERR_OOM, "context_new: out of host memory");
+  ctx->num_threads = omp_get_max_threads();
+  *out = ctx;
+  return MS_OK;
+}
+
+void ms_context_free(ms_context *ctx) {
+  if (!ctx) return;
+  ms_dnnl_ctx_free(ctx->dnnl);
+  free(ctx);
+}
+
+int ms_context_set_num_threads(ms_context *ctx, int n) {
+  if (n < 1) return ms_fail(MS_ERR_INVALID, "set_num_threads: need at least 1 thread, got %d", n);
+  ctx->num_threads = n;
+  /* oneDNN and OpenBLAS size their pools from these process-wide settings. */
+  omp_set_num_threads(n);
+  openblas_set_num_threads(n);
+  return MS_OK;
+}
+
+int ms_context_num_threads(const ms_context *ctx) { return ctx->num_threads; }
+int ms_threads(const ms_context *ctx) { return ctx && ctx->num_threads > 0 ? ctx->num_threads : 1; }
+
+int ms_has_cuda(void) {
+#ifdef MS_WITH_CUDA
+  return 1;
+#else
+  return 0;
+#endif
+}
+
+#ifndef MS_WITH_CUDA
+int ms_cuda_device_count(void) { return 0; }
+#endif
+
+const char *ms_build_info(void) {
+  return "moonseg abi " MS_STR(MS_ABI_VERSION) " cpu(openmp, openblas, onednn)"
+#ifdef MS_WITH_CUDA
+         " cuda"
+#endif
+#ifdef MS_WITH_NCCL
+         " nccl"
+#endif
+      ;
+}

@@ -1,0 +1,64 @@
+-- moonseg: semantic-segmentation training on a C core; this module assembles the Lua API.
+local L = require "moonseg.lib"
+local Tensor = require "moonseg.tensor"
+local A = require "moonseg.autograd"
+local ffi = require "ffi"
+
+local ms = {
+  Tensor = Tensor,
+  autograd = A,
+  lib = L,
+  no_grad = A.no_grad,
+  enable_grad = A.enable_grad,
+  is_grad_enabled = A.is_enabled,
+  set_grad_enabled = A.set_enabled,
+  is_tensor = Tensor.is_tensor,
+  version = "0.1.0",
+}
+for k, v in pairs(Tensor.M) do ms[k] = v end
+
+-- The default random generator (Philox: seed + offset is the whole state).
+ms.default_generator = ffi.new("ms_generator", { seed = 0, offset = 0 })
+function ms.manual_seed(seed)
+  ms.default_generator.seed = seed
+  ms.default_generator.offset = 0
+end
+function ms.get_rng_state() return { seed = tonumber(ms.default_generator.seed), offset = tonumber(ms.default_generator.offset) } end
+function ms.set_rng_state(s)
+  ms.default_generator.seed = s.seed
+  ms.default_generator.offset = s.offset
+end
+
+function ms.set_num_threads(n) L.check(L.C.ms_context_set_num_threads(L.ctx, n)) end
+function ms.get_num_threads() return L.C.ms_context_num_threads(L.ctx) end
+function ms.has_cuda() return L.C.ms_has_cuda() == 1 end
+function ms.build_info() return ffi.string(L.C.ms_build_info()) end
+
+-- Host memory held by live tensors: {allocated=, reserved=, peak=, storages=}.
+function ms.memory_stats(device)
+  local dt, di = Tensor.device_arg(device)
+  local s = ffi.new("ms_memory_stats")
+  L.check(L.C.ms_memory_stats_get(dt, di, s))
+  return { allocated = tonumber(s.allocated), reserved = tonumber(s.reserved),
+           peak = tonumber(s.peak), storages = tonumber(s.storages) }
+end
+function ms.reset_peak_memory(device)
+  local dt, di = Tensor.device_arg(device)
+  L.check(L.C.ms_memory_stats_reset_peak(dt, di))
+end
+
+-- Frees every tensor whose Lua handle is unreachable, now.
+function ms.collect() collectgarbage() end
+
+ms.functional = require "moonseg.functional"
+
+-- Op families: each file adds methods to Tensor and functions to ms.
+for _, family in ipairs { "views", "elementwise", "reduce", "random", "linalg", "conv", "norm",
+  "pool", "resize", "join", "softmax" } do
+  require("moonseg.ops." .. family)(ms, Tensor, A, L)
+end
+
+ms.nn = setmetatable({}, { __index = function(_, k)
+  error("moonseg.nn." .. tostring(k) .. " is not available yet", 2)
+end })
+return ms

@@ -1,0 +1,2 @@
+-- elementwise.lua: (op family, being written)
+return function(ms, T, A, L) end

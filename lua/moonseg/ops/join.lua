@@ -1,0 +1,2 @@
+-- join.lua: (op family, being written)
+return function(ms, T, A, L) end

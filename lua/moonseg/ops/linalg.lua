@@ -1,0 +1,2 @@
+-- linalg.lua: (op family, being written)
+return function(ms, T, A, L) end

@@ -1,0 +1,2 @@
+-- random.lua: (op family, being written)
+return function(ms, T, A, L) end

@@ -1,0 +1,63 @@
+-- harness.lua: tiny assertion helpers for the Lua tests (each test file is one ctest test).
+local H = { passed = 0, failed = 0 }
+
+local function fmt(v)
+  if type(v) == "table" then
+    local parts = {}
+    for i = 1, #v do parts[i] = fmt(v[i]) end
+    return "{" .. table.concat(parts, ", ") .. "}"
+  end
+  return tostring(v)
+end
+
+-- Runs fn as a named case; a failure is reported and counted, the file goes on.
+function H.case(name, fn)
+  local ok, err = xpcall(fn, debug.traceback)
+  if ok then
+    H.passed = H.passed + 1
+  else
+    H.failed = H.failed + 1
+    io.stderr:write("FAIL ", name, "\n", tostring(err), "\n")
+  end
+end
+
+function H.eq(a, b, msg)
+  if a ~= b then error((msg or "values differ") .. ": got " .. fmt(a) .. ", want " .. fmt(b), 2) end
+end
+
+function H.near(a, b, tol, msg)
+  tol = tol or 1e-6
+  if type(a) == "table" then
+    H.eq(#a, #b, (msg or "") .. " length")
+    for i = 1, #a do H.near(a[i], b[i], tol, (msg or "") .. " [" .. i .. "]") end
+    return
+  end
+  if not (math.abs(a - b) <= tol * (1 + math.abs(b))) then
+    error((msg or "not near") .. ": got " .. tostring(a) .. ", want " .. tostring(b) .. " (tol " .. tol .. ")", 2)
+  end
+end
+
+function H.same_list(a, b, msg)
+  H.eq(#a, #b, (msg or "") .. " length")
+  for i = 1, #a do H.eq(a[i], b[i], (msg or "") .. " [" .. i .. "]") end
+end
+
+-- fn must raise an error whose message contains every given fragment.
+function H.raises(fn, ...)
+  local ok, err = pcall(fn)
+  if ok then error("expected an error, none raised", 2) end
+  for _, frag in ipairs { ... } do
+    if not tostring(err):find(frag, 1, true) then
+      error("error message lacks '" .. frag .. "': " .. tostring(err), 2)
+    end
+  end
+  return err
+end
+
+-- Prints the closing line and exits non-zero on any failure.
+function H.done()
+  print(string.format("%d passed, %d failed", H.passed, H.failed))
+  os.exit(H.failed == 0 and 0 or 1)
+end
+
+return H
