@@ -12,8 +12,8 @@ int ms_tensor_make_view(const ms_tensor *t, const int64_t *shape, const int64_t 
   v->storage = t->storage;
   ms_storage_retain(t->storage);
   v->ndim = ndim;
-  memcpy(v->shape, shape, sizeof(int64_t) * ndim);
-  memcpy(v->strides, strides, sizeof(int64_t) * ndim);
+  if (ndim) memcpy(v->shape, shape, sizeof(int64_t) * ndim);
+  if (ndim) memcpy(v->strides, strides, sizeof(int64_t) * ndim);
   v->offset = offset;
   v->dtype = t->dtype;
   *out = v;
@@ -52,7 +52,7 @@ int ms_tensor_new(const int64_t *shape, int ndim, ms_dtype dtype, ms_device_type
     return st;
   }
   t->ndim = ndim;
-  memcpy(t->shape, shape, sizeof(int64_t) * ndim);
+  if (ndim) memcpy(t->shape, shape, sizeof(int64_t) * ndim);
   ms_contiguous_strides(shape, ndim, t->strides);
   t->dtype = dtype;
   *out = t;
@@ -162,7 +162,7 @@ void ms_wrap_host(ms_storage *st, ms_tensor *t, void *data, const int64_t *shape
   st->device = MS_CPU;
   t->storage = st;
   t->ndim = ndim;
-  memcpy(t->shape, shape, sizeof(int64_t) * ndim);
+  if (ndim) memcpy(t->shape, shape, sizeof(int64_t) * ndim);
   ms_contiguous_strides(shape, ndim, t->strides);
   t->dtype = dtype;
 }

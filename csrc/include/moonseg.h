@@ -339,6 +339,57 @@ int ms_cross_entropy_backward(ms_context *ctx, const ms_tensor *grad_loss,
                               ms_reduction reduction, const ms_tensor *lse,
                               ms_tensor **dlogits);
 
+/* ---- safetensors files (csrc/io/safetensors.c) ---------------------------------------- */
+typedef struct ms_safetensors ms_safetensors;
+/* Reads and validates a whole file: header JSON, dtypes, shapes, and offsets that tile the
+ * data section exactly (no gaps, overlaps or bytes past the end). */
+int ms_safetensors_open(const char *path, ms_safetensors **out);
+/* The same from memory (name is used in error messages). */
+int ms_safetensors_parse(const void *data, int64_t nbytes, const char *name, ms_safetensors **out);
+void ms_safetensors_close(ms_safetensors *st);
+int ms_safetensors_count(const ms_safetensors *st);
+const char *ms_safetensors_name(const ms_safetensors *st, int i);
+/* A new CPU tensor holding entry i. */
+int ms_safetensors_get(ms_context *ctx, const ms_safetensors *st, int i, ms_tensor **out);
+int ms_safetensors_metadata_count(const ms_safetensors *st);
+const char *ms_safetensors_metadata_key(const ms_safetensors *st, int i);
+const char *ms_safetensors_metadata_value(const ms_safetensors *st, int i);
+/* Writes n named tensors (any device, any layout) and string metadata to path atomically:
+ * a temporary file in the same directory, flushed, fsynced and renamed over path. */
+int ms_safetensors_save(ms_context *ctx, const char *path, const char *const *names,
+                        ms_tensor *const *tensors, int n, const char *const *meta_keys,
+                        const char *const *meta_values, int n_meta);
+
+/* ---- image I/O (csrc/io) ---- */
+/* The format is told by the first bytes (PNG or JPEG), never by the file name. A
+ * missing, empty, truncated, corrupt or unknown file is MS_ERR_IO with a message
+ * naming the file and what libpng / libjpeg said. */
+typedef enum ms_image_mode {
+  MS_IMAGE_RGB = 0,      /* u8 [H, W, 3]: gray and palette expanded to RGB, alpha dropped,
+                            16-bit samples scaled to 8 bits */
+  MS_IMAGE_LABEL = 1,    /* [H, W] as stored: palette PNGs give their indices (PIL's "P"),
+                            gray files their values; u8, or i32 for 16-bit gray PNGs;
+                            a colour file is an error */
+  MS_IMAGE_UNCHANGED = 2 /* [H, W, C] with the file's channels (1 gray, 2 gray+alpha, 3 RGB,
+                            4 RGBA); palette expanded to RGB, tRNS to alpha, 1/2/4-bit gray
+                            scaled to 8 bits; u8, or i32 for 16-bit PNGs */
+} ms_image_mode;
+int ms_image_read(ms_context *ctx, const char *path, ms_image_mode mode, ms_tensor **out);
+/* The same from a file's bytes in memory; name (or NULL) is used in error messages. */
+int ms_image_decode(ms_context *ctx, const void *data, int64_t nbytes, ms_image_mode mode,
+                    const char *name, ms_tensor **out);
+/* img: [H, W] or [H, W, C] (C = 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA); u8 gives 8-bit,
+ * i32/i64 with values in [0, 65535] 16-bit samples. With palette_rgb (palette_len RGB
+ * triples, 1..256) img must be u8 [H, W] indices below palette_len: an 8-bit palette
+ * PNG. Written to "<path>.<pid>.tmp", fsynced and renamed onto path (on failure no
+ * file is left at path). */
+int ms_png_write(ms_context *ctx, const char *path, const ms_tensor *img,
+                 const uint8_t *palette_rgb, int palette_len);
+/* img: u8 [H, W] or [H, W, 1] (gray) or [H, W, 3] (RGB); quality 1..100; chroma
+ * subsampling 444, 422 or 420 (ignored for gray). Written atomically like PNGs. */
+int ms_jpeg_write(ms_context *ctx, const char *path, const ms_tensor *img, int quality,
+                  int subsampling);
+
 /* MS_CDEF_END */
 
 #ifdef __cplusplus

@@ -47,6 +47,17 @@ function ms.reset_peak_memory(device)
   L.check(L.C.ms_memory_stats_reset_peak(dt, di))
 end
 
+ffi.cdef [[
+typedef struct ms_timespec { long tv_sec; long tv_nsec; } ms_timespec;
+int clock_gettime(int clk_id, ms_timespec *tp);
+]]
+local ts = ffi.new("ms_timespec")
+-- Monotonic wall-clock seconds (for timing steps; os.clock counts CPU time of all threads).
+function ms.time()
+  ffi.C.clock_gettime(1, ts)
+  return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
+end
+
 -- Frees every tensor whose Lua handle is unreachable, now.
 function ms.collect() collectgarbage() end
 
@@ -58,7 +69,12 @@ for _, family in ipairs { "views", "elementwise", "reduce", "random", "linalg", 
   require("moonseg.ops." .. family)(ms, Tensor, A, L)
 end
 
-ms.nn = setmetatable({}, { __index = function(_, k)
-  error("moonseg.nn." .. tostring(k) .. " is not available yet", 2)
-end })
+require "moonseg.serialize"(ms, Tensor, L)
+
+-- Modules that require "moonseg" themselves load once ms is complete.
+package.loaded.moonseg = ms
+ms.nn = require "moonseg.nn"
+ms.optim = require "moonseg.optim"
+ms.image = require "moonseg.image"
+
 return ms

@@ -1,0 +1,6 @@
+-- nn: modules and layers (moonseg.nn), PyTorch-shaped with Paddle's state-dict names.
+local Module = require "moonseg.nn.module"
+
+local nn = { Module = Module, class = Module.class, Parameter = Module.Parameter }
+require "moonseg.nn.layers"(nn, require "moonseg")
+return nn
