@@ -1,0 +1,172 @@
+/* batch_norm.c: CPU kernels of batch normalization (per-channel stats, affine maps, grad sums). */
+#include <stdlib.h>
+
+#include "npr_kernels.h"
+
+/* Row kernels, written once for float and double. Sums run over 8 independent double
+ * lanes so the compiler vectorises them without reassociating a single accumulator. */
+#define MS_BN_ROW_KERNELS(T, SUF)                                                                  \
+  static double row_sum_##SUF(const T *x, int64_t n) {                                             \
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                                      \
+    int64_t i = 0;                                                                                 \
+    for (; i + 8 <= n; i += 8)                                                                     \
+      for (int j = 0; j < 8; j++)                                                                  \
+        acc[j] += (double)x[i + j];                                                                \
+    double s = 0;                                                                                  \
+    for (; i < n; i++)                                                                             \
+      s += (double)x[i];                                                                           \
+    for (int j = 0; j < 8; j++)                                                                    \
+      s += acc[j];                                                                                 \
+    return s;                                                                                      \
+  }                                                                                                \
+  static double row_sqdev_##SUF(const T *x, int64_t n, double m) {                                 \
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                                      \
+    int64_t i = 0;                                                                                 \
+    for (; i + 8 <= n; i += 8)                                                                     \
+      for (int j = 0; j < 8; j++) {                                                                \
+        double d = (double)x[i + j] - m;                                                           \
+        acc[j] += d * d;                                                                           \
+      }                                                                                            \
+    double s = 0;                                                                                  \
+    for (; i < n; i++) {                                                                           \
+      double d = (double)x[i] - m;                                                                 \
+      s += d * d;                                                                                  \
+    }                                                                                              \
+    for (int j = 0; j < 8; j++)                                                                    \
+      s += acc[j];                                                                                 \
+    return s;                                                                                      \
+  }                                                                                                \
+  /* sum(g) and sum(g * (x - m)) */                                                                \
+  static void row_gsums_##SUF(const T *g, const T *x, int64_t n, double m, double *sg,             \
+                              double *sgx) {                                                       \
+    double a[8] = {0, 0, 0, 0, 0, 0, 0, 0}, b[8] = {0, 0, 0, 0, 0, 0, 0, 0};                       \
+    int64_t i = 0;                                                                                 \
+    for (; i + 8 <= n; i += 8)                                                                     \
+      for (int j = 0; j < 8; j++) {                                                                \
+        double gv = (double)g[i + j];                                                              \
+        a[j] += gv;                                                                                \
+        b[j] += gv * ((double)x[i + j] - m);                                                       \
+      }                                                                                            \
+    double s1 = 0, s2 = 0;                                                                         \
+    for (; i < n; i++) {                                                                           \
+      s1 += (double)g[i];                                                                          \
+      s2 += (double)g[i] * ((double)x[i] - m);                                                     \
+    }                                                                                              \
+    for (int j = 0; j < 8; j++) {                                                                  \
+      s1 += a[j];                                                                                  \
+      s2 += b[j];                                                                                  \
+    }                                                                                              \
+    *sg = s1;                                                                                      \
+    *sgx = s2;                                                                                     \
+  }                                                                                                \
+  static void row_affine_##SUF(const T *x, T *y, int64_t n, T a, T b) {                            \
+    for (int64_t i = 0; i < n; i++)                                                                \
+      y[i] = a * x[i] + b;                                                                         \
+  }                                                                                                \
+  static void row_affine2_##SUF(const T *g, const T *x, T *y, int64_t n, T a, T b, T k) {          \
+    for (int64_t i = 0; i < n; i++)                                                                \
+      y[i] = a * g[i] + b * x[i] + k;                                                              \
+  }
+
+MS_BN_ROW_KERNELS(float, f32)
+MS_BN_ROW_KERNELS(double, f64)
+
+static int bad_dtype(const char *op, const ms_tensor *t) {
+  return ms_fail(MS_ERR_DTYPE, "%s: cpu kernel needs f32 or f64, got %s", op, ms_desc(t));
+}
+
+/* Sums partials[p] over the n planes of each channel. */
+static void per_channel(const double *partial, int64_t n, int64_t c, double scale, double *out) {
+  for (int64_t ci = 0; ci < c; ci++) {
+    double s = 0;
+    for (int64_t ni = 0; ni < n; ni++)
+      s += partial[ni * c + ci];
+    out[ci] = s * scale;
+  }
+}
+
+int ms_cpu_bn_stats(ms_context *ctx, const ms_tensor *x, int64_t n, int64_t c, int64_t s,
+                    double *mean, double *var) {
+  if (x->dtype != MS_F32 && x->dtype != MS_F64) return bad_dtype("batch_norm", x);
+  int64_t planes = n * c;
+  double *part = malloc(sizeof(double) * (size_t)(planes > 0 ? planes : 1));
+  if (!part)
+    return ms_fail(MS_ERR_OOM, "batch_norm: out of memory for %lld partial sums",
+                   (long long)planes);
+  const int f32 = x->dtype == MS_F32;
+  const char *base = ms_data(x);
+  double inv = n * s > 0 ? 1.0 / (double)(n * s) : 0.0;
+  const int par = planes > 1 && planes * s >= 4096;
+#pragma omp parallel for num_threads(ms_threads(ctx)) if (par) schedule(static)
+  for (int64_t p = 0; p < planes; p++)
+    part[p] = f32 ? row_sum_f32((const float *)base + p * s, s)
+                  : row_sum_f64((const double *)base + p * s, s);
+  per_channel(part, n, c, inv, mean);
+#pragma omp parallel for num_threads(ms_threads(ctx)) if (par) schedule(static)
+  for (int64_t p = 0; p < planes; p++) {
+    double m = mean[p % c];
+    part[p] = f32 ? row_sqdev_f32((const float *)base + p * s, s, m)
+                  : row_sqdev_f64((const double *)base + p * s, s, m);
+  }
+  per_channel(part, n, c, inv, var);
+  free(part);
+  return MS_OK;
+}
+
+int ms_cpu_bn_affine(ms_context *ctx, const ms_tensor *g, const ms_tensor *x, int64_t n, int64_t c,
+                     int64_t s, const double *a, const double *b, const double *k, ms_tensor *out) {
+  if (x->dtype != MS_F32 && x->dtype != MS_F64) return bad_dtype("batch_norm", x);
+  int64_t planes = n * c;
+  const int f32 = x->dtype == MS_F32;
+  const char *xb = ms_data(x), *gb = g ? ms_data(g) : NULL;
+  char *yb = ms_data(out);
+  const int par = planes > 1 && planes * s >= 4096;
+#pragma omp parallel for num_threads(ms_threads(ctx)) if (par) schedule(static)
+  for (int64_t p = 0; p < planes; p++) {
+    int64_t ci = p % c;
+    if (f32) {
+      const float *xp = (const float *)xb + p * s;
+      float *yp = (float *)yb + p * s;
+      if (gb)
+        row_affine2_f32((const float *)gb + p * s, xp, yp, s, (float)a[ci], (float)b[ci],
+                        (float)k[ci]);
+      else
+        row_affine_f32(xp, yp, s, (float)a[ci], (float)b[ci]);
+    } else {
+      const double *xp = (const double *)xb + p * s;
+      double *yp = (double *)yb + p * s;
+      if (gb)
+        row_affine2_f64((const double *)gb + p * s, xp, yp, s, a[ci], b[ci], k[ci]);
+      else
+        row_affine_f64(xp, yp, s, a[ci], b[ci]);
+    }
+  }
+  return MS_OK;
+}
+
+int ms_cpu_bn_grad_sums(ms_context *ctx, const ms_tensor *g, const ms_tensor *x, int64_t n,
+                        int64_t c, int64_t s, const double *mean, double *sum_g, double *sum_gx) {
+  if (x->dtype != MS_F32 && x->dtype != MS_F64) return bad_dtype("batch_norm_backward", x);
+  int64_t planes = n * c;
+  size_t cnt = (size_t)(planes > 0 ? planes : 1);
+  double *p1 = malloc(sizeof(double) * cnt * 2);
+  if (!p1)
+    return ms_fail(MS_ERR_OOM, "batch_norm_backward: out of memory for %lld partial sums",
+                   (long long)planes);
+  double *p2 = p1 + cnt;
+  const int f32 = x->dtype == MS_F32;
+  const char *xb = ms_data(x), *gb = ms_data(g);
+  const int par = planes > 1 && planes * s >= 4096;
+#pragma omp parallel for num_threads(ms_threads(ctx)) if (par) schedule(static)
+  for (int64_t p = 0; p < planes; p++) {
+    double m = mean[p % c];
+    if (f32)
+      row_gsums_f32((const float *)gb + p * s, (const float *)xb + p * s, s, m, &p1[p], &p2[p]);
+    else
+      row_gsums_f64((const double *)gb + p * s, (const double *)xb + p * s, s, m, &p1[p], &p2[p]);
+  }
+  per_channel(p1, n, c, 1.0, sum_g);
+  per_channel(p2, n, c, 1.0, sum_gx);
+  free(p1);
+  return MS_OK;
+}

@@ -1,0 +1,251 @@
+/* pool.c: CPU kernels of 2-d max, average and adaptive average pooling (NCHW planes). */
+#include <math.h>
+#include <string.h>
+
+#include "npr_kernels.h"
+
+static inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
+static inline int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
+
+/* Divisor of an average window (PyTorch): the window clipped to the padded input, or
+ * to the input itself when padding is not counted. Writes the clipped input window. */
+static int64_t avg_window(int64_t o, int k, int s, int pad, int64_t in, int64_t *lo, int64_t *hi) {
+  int64_t a = o * s - pad, b = imin(a + k, in + pad);
+  int64_t padded = b - a;
+  *lo = imax(a, 0);
+  *hi = imin(b, in);
+  return padded;
+}
+
+/* Plane kernels, written once for float and double (sums accumulate in double). */
+#define MS_POOL_PLANE_KERNELS(T, SUF)                                                              \
+  static void max_plane_##SUF(const T *x, int64_t h, int64_t w, T *y, int64_t *idx, int64_t oh,    \
+                              int64_t ow, const ms_pool2d_params *p) {                             \
+    for (int64_t i = 0; i < oh; i++) {                                                             \
+      int64_t hs = i * p->stride[0] - p->padding[0];                                               \
+      int64_t he = imin(hs + p->kernel[0], h);                                                     \
+      hs = imax(hs, 0);                                                                            \
+      for (int64_t j = 0; j < ow; j++) {                                                           \
+        int64_t ws = j * p->stride[1] - p->padding[1];                                             \
+        int64_t we = imin(ws + p->kernel[1], w);                                                   \
+        ws = imax(ws, 0);                                                                          \
+        T best = -INFINITY;                                                                        \
+        int64_t bi = hs * w + ws;                                                                  \
+        for (int64_t a = hs; a < he; a++)                                                          \
+          for (int64_t b = ws; b < we; b++) {                                                      \
+            T v = x[a * w + b];                                                                    \
+            if (v > best || isnan(v)) {                                                            \
+              best = v;                                                                            \
+              bi = a * w + b;                                                                      \
+              if (isnan(v)) goto found_##SUF;                                                      \
+            }                                                                                      \
+          }                                                                                        \
+        found_##SUF : y[i * ow + j] = best;                                                        \
+        idx[i * ow + j] = bi;                                                                      \
+      }                                                                                            \
+    }                                                                                              \
+  }                                                                                                \
+  static void avg_plane_##SUF(const T *x, int64_t h, int64_t w, T *y, int64_t oh, int64_t ow,      \
+                              const ms_pool2d_params *p) {                                         \
+    for (int64_t i = 0; i < oh; i++) {                                                             \
+      int64_t hs, he;                                                                              \
+      int64_t ph = avg_window(i, p->kernel[0], p->stride[0], p->padding[0], h, &hs, &he);          \
+      for (int64_t j = 0; j < ow; j++) {                                                           \
+        int64_t ws, we;                                                                            \
+        int64_t pw = avg_window(j, p->kernel[1], p->stride[1], p->padding[1], w, &ws, &we);        \
+        int64_t div = p->count_include_pad ? ph * pw : (he - hs) * (we - ws);                      \
+        double s = 0;                                                                              \
+        for (int64_t a = hs; a < he; a++)                                                          \
+          for (int64_t b = ws; b < we; b++)                                                        \
+            s += (double)x[a * w + b];                                                             \
+        y[i * ow + j] = div > 0 ? (T)(s / (double)div) : (T)0;                                     \
+      }                                                                                            \
+    }                                                                                              \
+  }                                                                                                \
+  static void avg_plane_back_##SUF(const T *g, int64_t h, int64_t w, T *dx, int64_t oh,            \
+                                   int64_t ow, const ms_pool2d_params *p) {                        \
+    memset(dx, 0, sizeof(T) * (size_t)(h * w));                                                    \
+    for (int64_t i = 0; i < oh; i++) {                                                             \
+      int64_t hs, he;                                                                              \
+      int64_t ph = avg_window(i, p->kernel[0], p->stride[0], p->padding[0], h, &hs, &he);          \
+      for (int64_t j = 0; j < ow; j++) {                                                           \
+        int64_t ws, we;                                                                            \
+        int64_t pw = avg_window(j, p->kernel[1], p->stride[1], p->padding[1], w, &ws, &we);        \
+        int64_t div = p->count_include_pad ? ph * pw : (he - hs) * (we - ws);                      \
+        if (div <= 0) continue;                                                                    \
+        T v = (T)((double)g[i * ow + j] / (double)div);                                            \
+        for (int64_t a = hs; a < he; a++)                                                          \
+          for (int64_t b = ws; b < we; b++)                                                        \
+            dx[a * w + b] += v;                                                                    \
+      }                                                                                            \
+    }                                                                                              \
+  }                                                                                                \
+  static void adaptive_plane_##SUF(const T *x, int64_t h, int64_t w, T *y, int64_t oh,             \
+                                   int64_t ow) {                                                   \
+    for (int64_t i = 0; i < oh; i++) {                                                             \
+      int64_t hs = i * h / oh, he = ((i + 1) * h + oh - 1) / oh;                                   \
+      for (int64_t j = 0; j < ow; j++) {                                                           \
+        int64_t ws = j * w / ow, we = ((j + 1) * w + ow - 1) / ow;                                 \
+        double s = 0;                                                                              \
+        for (int64_t a = hs; a < he; a++)                                                          \
+          for (int64_t b = ws; b < we; b++)                                                        \
+            s += (double)x[a * w + b];                                                             \
+        y[i * ow + j] = (T)(s / (double)((he - hs) * (we - ws)));                                  \
+      }                                                                                            \
+    }                                                                                              \
+  }                                                                                                \
+  static void adaptive_plane_back_##SUF(const T *g, int64_t h, int64_t w, T *dx, int64_t oh,       \
+                                        int64_t ow) {                                              \
+    memset(dx, 0, sizeof(T) * (size_t)(h * w));                                                    \
+    for (int64_t i = 0; i < oh; i++) {                                                             \
+      int64_t hs = i * h / oh, he = ((i + 1) * h + oh - 1) / oh;                                   \
+      for (int64_t j = 0; j < ow; j++) {                                                           \
+        int64_t ws = j * w / ow, we = ((j + 1) * w + ow - 1) / ow;                                 \
+        T v = (T)((double)g[i * ow + j] / (double)((he - hs) * (we - ws)));                        \
+        for (int64_t a = hs; a < he; a++)                                                          \
+          for (int64_t b = ws; b < we; b++)                                                        \
+            dx[a * w + b] += v;                                                                    \
+      }                                                                                            \
+    }                                                                                              \
+  }                                                                                                \
+  static void max_plane_back_##SUF(const T *g, const int64_t *idx, int64_t n, T *dx, int64_t hw) { \
+    memset(dx, 0, sizeof(T) * (size_t)hw);                                                         \
+    for (int64_t i = 0; i < n; i++) {                                                              \
+      int64_t k = idx[i];                                                                          \
+      if (k >= 0 && k < hw) dx[k] += g[i];                                                         \
+    }                                                                                              \
+  }
+
+MS_POOL_PLANE_KERNELS(float, f32)
+MS_POOL_PLANE_KERNELS(double, f64)
+
+static int bad_dtype(const char *op, const ms_tensor *t) {
+  return ms_fail(MS_ERR_DTYPE, "%s: cpu kernel needs f32 or f64, got %s", op, ms_desc(t));
+}
+
+/* Geometry shared by the plane loops: in = [N, C, H, W], out = [N, C, OH, OW]. */
+typedef struct {
+  int64_t planes, h, w, oh, ow;
+  char *in, *out;
+  size_t esize;
+  int par;
+} plane_loop;
+
+static plane_loop loop_of(const ms_tensor *in, const ms_tensor *out) {
+  plane_loop l;
+  l.planes = in->shape[0] * in->shape[1];
+  l.h = in->shape[2];
+  l.w = in->shape[3];
+  l.oh = out->shape[2];
+  l.ow = out->shape[3];
+  l.in = ms_data(in);
+  l.out = ms_data(out);
+  l.esize = (size_t)ms_dtype_size(in->dtype);
+  l.par = l.planes > 1 && l.planes * (l.h * l.w + l.oh * l.ow) >= 4096;
+  return l;
+}
+
+int ms_cpu_max_pool2d(ms_context *ctx, const ms_tensor *x, const ms_pool2d_params *p,
+                      ms_tensor *out, ms_tensor *indices) {
+  if (x->dtype != MS_F32 && x->dtype != MS_F64) return bad_dtype("max_pool2d", x);
+  plane_loop l = loop_of(x, out);
+  const int f32 = x->dtype == MS_F32;
+  int64_t *ib = (int64_t *)ms_data(indices);
+#pragma omp parallel for num_threads(ms_threads(ctx)) if (l.par) schedule(static)
+  for (int64_t q = 0; q < l.planes; q++) {
+    const char *xp = l.in + (size_t)(q * l.h * l.w) * l.esize;
+    char *yp = l.out + (size_t)(q * l.oh * l.ow) * l.esize;
+    int64_t *ip = ib + q * l.oh * l.ow;
+    if (f32)
+      max_plane_f32((const float *)xp, l.h, l.w, (float *)yp, ip, l.oh, l.ow, p);
+    else
+      max_plane_f64((const double *)xp, l.h, l.w, (double *)yp, ip, l.oh, l.ow, p);
+  }
+  return MS_OK;
+}
+
+/* g, indices: [N, C, OH, OW]; dx: [N, C, H, W]. */
+int ms_cpu_max_pool2d_backward(ms_context *ctx, const ms_tensor *g, const ms_tensor *indices,
+                               ms_tensor *dx) {
+  if (g->dtype != MS_F32 && g->dtype != MS_F64) return bad_dtype("max_pool2d_backward", g);
+  plane_loop l = loop_of(dx, g); /* in = dx geometry, out = g geometry */
+  const int f32 = g->dtype == MS_F32;
+  const int64_t *ib = (const int64_t *)ms_data(indices);
+  const char *gb = ms_data(g);
+  char *db = ms_data(dx);
+  int64_t hw = l.h * l.w, on = l.oh * l.ow;
+#pragma omp parallel for num_threads(ms_threads(ctx)) if (l.par) schedule(static)
+  for (int64_t q = 0; q < l.planes; q++) {
+    if (f32)
+      max_plane_back_f32((const float *)gb + q * on, ib + q * on, on, (float *)db + q * hw, hw);
+    else
+      max_plane_back_f64((const double *)gb + q * on, ib + q * on, on, (double *)db + q * hw, hw);
+  }
+  return MS_OK;
+}
+
+int ms_cpu_avg_pool2d(ms_context *ctx, const ms_tensor *x, const ms_pool2d_params *p,
+                      ms_tensor *out) {
+  if (x->dtype != MS_F32 && x->dtype != MS_F64) return bad_dtype("avg_pool2d", x);
+  plane_loop l = loop_of(x, out);
+  const int f32 = x->dtype == MS_F32;
+#pragma omp parallel for num_threads(ms_threads(ctx)) if (l.par) schedule(static)
+  for (int64_t q = 0; q < l.planes; q++) {
+    const char *xp = l.in + (size_t)(q * l.h * l.w) * l.esize;
+    char *yp = l.out + (size_t)(q * l.oh * l.ow) * l.esize;
+    if (f32)
+      avg_plane_f32((const float *)xp, l.h, l.w, (float *)yp, l.oh, l.ow, p);
+    else
+      avg_plane_f64((const double *)xp, l.h, l.w, (double *)yp, l.oh, l.ow, p);
+  }
+  return MS_OK;
+}
+
+int ms_cpu_avg_pool2d_backward(ms_context *ctx, const ms_tensor *g, const ms_pool2d_params *p,
+                               ms_tensor *dx) {
+  if (g->dtype != MS_F32 && g->dtype != MS_F64) return bad_dtype("avg_pool2d_backward", g);
+  plane_loop l = loop_of(dx, g);
+  const int f32 = g->dtype == MS_F32;
+#pragma omp parallel for num_threads(ms_threads(ctx)) if (l.par) schedule(static)
+  for (int64_t q = 0; q < l.planes; q++) {
+    char *dp = l.in + (size_t)(q * l.h * l.w) * l.esize;
+    const char *gp = l.out + (size_t)(q * l.oh * l.ow) * l.esize;
+    if (f32)
+      avg_plane_back_f32((const float *)gp, l.h, l.w, (float *)dp, l.oh, l.ow, p);
+    else
+      avg_plane_back_f64((const double *)gp, l.h, l.w, (double *)dp, l.oh, l.ow, p);
+  }
+  return MS_OK;
+}
+
+int ms_cpu_adaptive_avg_pool2d(ms_context *ctx, const ms_tensor *x, ms_tensor *out) {
+  if (x->dtype != MS_F32 && x->dtype != MS_F64) return bad_dtype("adaptive_avg_pool2d", x);
+  plane_loop l = loop_of(x, out);
+  const int f32 = x->dtype == MS_F32;
+#pragma omp parallel for num_threads(ms_threads(ctx)) if (l.par) schedule(static)
+  for (int64_t q = 0; q < l.planes; q++) {
+    const char *xp = l.in + (size_t)(q * l.h * l.w) * l.esize;
+    char *yp = l.out + (size_t)(q * l.oh * l.ow) * l.esize;
+    if (f32)
+      adaptive_plane_f32((const float *)xp, l.h, l.w, (float *)yp, l.oh, l.ow);
+    else
+      adaptive_plane_f64((const double *)xp, l.h, l.w, (double *)yp, l.oh, l.ow);
+  }
+  return MS_OK;
+}
+
+int ms_cpu_adaptive_avg_pool2d_backward(ms_context *ctx, const ms_tensor *g, ms_tensor *dx) {
+  if (g->dtype != MS_F32 && g->dtype != MS_F64) return bad_dtype("adaptive_avg_pool2d_backward", g);
+  plane_loop l = loop_of(dx, g);
+  const int f32 = g->dtype == MS_F32;
+#pragma omp parallel for num_threads(ms_threads(ctx)) if (l.par) schedule(static)
+  for (int64_t q = 0; q < l.planes; q++) {
+    char *dp = l.in + (size_t)(q * l.h * l.w) * l.esize;
+    const char *gp = l.out + (size_t)(q * l.oh * l.ow) * l.esize;
+    if (f32)
+      adaptive_plane_back_f32((const float *)gp, l.h, l.w, (float *)dp, l.oh, l.ow);
+    else
+      adaptive_plane_back_f64((const double *)gp, l.h, l.w, (double *)dp, l.oh, l.ow);
+  }
+  return MS_OK;
+}

@@ -1,0 +1,340 @@
+/* norm.c: validated entry points for batch and layer normalization (forward and backward). */
+#include <math.h>
+#include <stdlib.h>
+
+#include "../core/dtype.h"
+#include "../cpu/npr_kernels.h"
+
+#define ON_CPU(t) ((t)->storage->device == MS_CPU)
+
+/* Dtype the kernels compute in: f64 stays f64, every other float goes through f32. */
+static ms_dtype work_dtype(const ms_tensor *x) { return x->dtype == MS_F64 ? MS_F64 : MS_F32; }
+
+/* A contiguous tensor of dtype wd holding t's values (an alias when t already is one). */
+static int to_work(ms_context *ctx, const ms_tensor *t, ms_dtype wd, ms_tensor **out) {
+  if (t->dtype == wd) return ms_contiguous(ctx, t, out);
+  return ms_cast(ctx, t, wd, out);
+}
+
+/* Replaces *t (of the work dtype) by a copy in dtype d when they differ. */
+static int from_work(ms_context *ctx, ms_tensor **t, ms_dtype d) {
+  if ((*t)->dtype == d) return MS_OK;
+  ms_tensor *c;
+  int st = ms_cast(ctx, *t, d, &c);
+  ms_tensor_free(*t);
+  *t = st ? NULL : c;
+  return st;
+}
+
+static double load1(const ms_tensor *t, int64_t i) {
+  return ms_load_f64(ms_data(t) + i * t->strides[0] * ms_dtype_size(t->dtype), t->dtype);
+}
+static void store1(ms_tensor *t, int64_t i, double v) {
+  ms_store_f64(ms_data(t) + i * t->strides[0] * ms_dtype_size(t->dtype), t->dtype, v);
+}
+
+/* A new 1-d tensor [c] of dtype d holding v. */
+static int vec_new(const double *v, int64_t c, ms_dtype d, ms_tensor **out) {
+  int st = ms_tensor_new(&c, 1, d, MS_CPU, 0, out);
+  if (st) return st;
+  for (int64_t i = 0; i < c; i++)
+    store1(*out, i, v[i]);
+  return MS_OK;
+}
+
+/* A per-channel tensor must be a 1-d float CPU tensor of c elements. */
+static int check_channel_vec(const char *op, const char *name, const ms_tensor *t, int64_t c,
+                             const ms_tensor *x) {
+  if (!t) return MS_OK;
+  if (t->ndim != 1 || t->shape[0] != c)
+    return ms_fail(MS_ERR_INVALID, "%s: %s is %s, expected [%lld] (C of input %s)", op, name,
+                   ms_desc(t), (long long)c, ms_desc(x));
+  if (!ms_dtype_is_float(t->dtype))
+    return ms_fail(MS_ERR_DTYPE, "%s: %s must be floating point, got %s", op, name, ms_desc(t));
+  return ms_check_same_device(op, x, t);
+}
+
+static int check_input(const char *op, const ms_tensor *x, int min_ndim) {
+  if (ms_check_tensor(op, "input", x)) return MS_ERR_INVALID;
+  if (ms_check_float(op, "input", x)) return MS_ERR_DTYPE;
+  if (x->ndim < min_ndim)
+    return ms_fail(MS_ERR_INVALID, "%s: input must have at least %d dims, got %s", op, min_ndim,
+                   ms_desc(x));
+  if (!ON_CPU(x))
+    return ms_fail(MS_ERR_UNSUPPORTED, "%s: not available on this device in this build", op);
+  return MS_OK;
+}
+
+static int same_shape(const ms_tensor *a, const ms_tensor *b) {
+  return a->ndim == b->ndim && !memcmp(a->shape, b->shape, sizeof(int64_t) * (size_t)a->ndim);
+}
+
+/* ---- batch norm ------------------------------------------------------------------ */
+
+int ms_batch_norm(ms_context *ctx, const ms_tensor *x, const ms_tensor *weight,
+                  const ms_tensor *bias, ms_tensor *running_mean, ms_tensor *running_var,
+                  int training, double momentum, double eps, ms_tensor **out, ms_tensor **save_mean,
+                  ms_tensor **save_invstd) {
+  const char *op = "batch_norm";
+  int st = check_input(op, x, 2);
+  if (st) return st;
+  if (!out) return ms_fail(MS_ERR_INVALID, "batch_norm: out is NULL");
+  int64_t n = x->shape[0], c = x->shape[1], s = ms_numel_of(x->shape + 2, x->ndim - 2);
+  if ((st = check_channel_vec(op, "weight", weight, c, x)) ||
+      (st = check_channel_vec(op, "bias", bias, c, x)) ||
+      (st = check_channel_vec(op, "running_mean", running_mean, c, x)) ||
+      (st = check_channel_vec(op, "running_var", running_var, c, x)))
+    return st;
+  if (!running_mean != !running_var)
+    return ms_fail(MS_ERR_INVALID,
+                   "batch_norm: give both running_mean and running_var or neither "
+                   "(input %s)",
+                   ms_desc(x));
+  if (!training && !running_mean)
+    return ms_fail(MS_ERR_INVALID,
+                   "batch_norm: eval mode needs running_mean and running_var "
+                   "(input %s)",
+                   ms_desc(x));
+  if (!(eps >= 0) || !isfinite(momentum))
+    return ms_fail(MS_ERR_INVALID, "batch_norm: bad eps %g or momentum %g", eps, momentum);
+  int64_t count = n * s;
+  if (training && count == 1)
+    return ms_fail(MS_ERR_INVALID,
+                   "batch_norm: expected more than 1 value per channel when "
+                   "training, got input %s",
+                   ms_desc(x));
+  ms_dtype wd = work_dtype(x);
+  ms_tensor *xw = NULL, *y = NULL, *sm = NULL, *si = NULL;
+  double *buf = malloc(sizeof(double) * 5 * (size_t)(c > 0 ? c : 1));
+  if (!buf) return ms_fail(MS_ERR_OOM, "batch_norm: out of memory (input %s)", ms_desc(x));
+  double *mean = buf, *var = buf + c, *a = buf + 2 * c, *b = buf + 3 * c, *inv = buf + 4 * c;
+  if ((st = to_work(ctx, x, wd, &xw))) goto done;
+  if (training) {
+    if ((st = ms_cpu_bn_stats(ctx, xw, n, c, s, mean, var))) goto done;
+  } else {
+    for (int64_t i = 0; i < c; i++) {
+      mean[i] = load1(running_mean, i);
+      var[i] = load1(running_var, i);
+    }
+  }
+  for (int64_t i = 0; i < c; i++) {
+    inv[i] = 1.0 / sqrt(var[i] + eps);
+    double w = weight ? load1(weight, i) : 1.0, bi = bias ? load1(bias, i) : 0.0;
+    a[i] = w * inv[i];
+    b[i] = bi - mean[i] * a[i];
+  }
+  if (training && running_mean && count > 1) {
+    double unbias = (double)count / (double)(count - 1);
+    for (int64_t i = 0; i < c; i++) {
+      store1(running_mean, i, (1 - momentum) * load1(running_mean, i) + momentum * mean[i]);
+      store1(running_var, i, (1 - momentum) * load1(running_var, i) + momentum * var[i] * unbias);
+    }
+  }
+  if ((st = ms_tensor_new(x->shape, x->ndim, wd, MS_CPU, 0, &y))) goto done;
+  if ((st = ms_cpu_bn_affine(ctx, NULL, xw, n, c, s, a, b, NULL, y))) goto done;
+  if ((st = from_work(ctx, &y, x->dtype))) goto done;
+  if (save_mean && (st = vec_new(mean, c, wd, &sm))) goto done;
+  if (save_invstd && (st = vec_new(inv, c, wd, &si))) goto done;
+done:
+  free(buf);
+  ms_tensor_free(xw);
+  if (st) {
+    ms_tensor_free(y);
+    ms_tensor_free(sm);
+    ms_tensor_free(si);
+    return st;
+  }
+  *out = y;
+  if (save_mean) *save_mean = sm;
+  if (save_invstd) *save_invstd = si;
+  return MS_OK;
+}
+
+int ms_batch_norm_backward(ms_context *ctx, const ms_tensor *grad_out, const ms_tensor *x,
+                           const ms_tensor *weight, const ms_tensor *save_mean,
+                           const ms_tensor *save_invstd, int training, ms_tensor **dx,
+                           ms_tensor **dweight, ms_tensor **dbias) {
+  const char *op = "batch_norm_backward";
+  int st = check_input(op, x, 2);
+  if (st) return st;
+  if (ms_check_tensor(op, "grad_out", grad_out) || ms_check_tensor(op, "save_mean", save_mean) ||
+      ms_check_tensor(op, "save_invstd", save_invstd))
+    return MS_ERR_INVALID;
+  if (ms_check_float(op, "grad_out", grad_out)) return MS_ERR_DTYPE;
+  if (!same_shape(grad_out, x))
+    return ms_fail(MS_ERR_INVALID, "%s: grad_out %s does not match input %s", op, ms_desc(grad_out),
+                   ms_desc(x));
+  if ((st = ms_check_same_device(op, x, grad_out))) return st;
+  int64_t n = x->shape[0], c = x->shape[1], s = ms_numel_of(x->shape + 2, x->ndim - 2);
+  if ((st = check_channel_vec(op, "weight", weight, c, x)) ||
+      (st = check_channel_vec(op, "save_mean", save_mean, c, x)) ||
+      (st = check_channel_vec(op, "save_invstd", save_invstd, c, x)))
+    return st;
+  ms_dtype wd = work_dtype(x), pd = weight ? weight->dtype : x->dtype;
+  ms_tensor *xw = NULL, *gw = NULL, *o = NULL, *tw = NULL, *tb = NULL;
+  double *buf = malloc(sizeof(double) * 7 * (size_t)(c > 0 ? c : 1));
+  if (!buf) return ms_fail(MS_ERR_OOM, "%s: out of memory (input %s)", op, ms_desc(x));
+  double *mean = buf, *inv = buf + c, *sg = buf + 2 * c, *sgx = buf + 3 * c;
+  double *k1 = buf + 4 * c, *k2 = buf + 5 * c, *k3 = buf + 6 * c;
+  for (int64_t i = 0; i < c; i++) {
+    mean[i] = load1(save_mean, i);
+    inv[i] = load1(save_invstd, i);
+  }
+  if ((st = to_work(ctx, x, wd, &xw)) || (st = to_work(ctx, grad_out, wd, &gw))) goto done;
+  const int need_sums = training || dweight || dbias;
+  if (need_sums && (st = ms_cpu_bn_grad_sums(ctx, gw, xw, n, c, s, mean, sg, sgx))) goto done;
+  if (dx) {
+    double cnt = (double)(n * s);
+    for (int64_t i = 0; i < c; i++) {
+      double w = weight ? load1(weight, i) : 1.0;
+      k1[i] = w * inv[i];
+      k2[i] = training && cnt > 0 ? -w * inv[i] * inv[i] * inv[i] * sgx[i] / cnt : 0.0;
+      k3[i] = training && cnt > 0 ? -k2[i] * mean[i] - w * inv[i] * sg[i] / cnt : 0.0;
+      sgx[i] *= inv[i]; /* now sum(g * xhat) = dweight */
+    }
+    if ((st = ms_tensor_new(x->shape, x->ndim, wd, MS_CPU, 0, &o))) goto done;
+    if (training)
+      st = ms_cpu_bn_affine(ctx, gw, xw, n, c, s, k1, k2, k3, o);
+    else
+      st = ms_cpu_bn_affine(ctx, NULL, gw, n, c, s, k1, k3, NULL, o);
+    if (st || (st = from_work(ctx, &o, x->dtype))) goto done;
+  } else {
+    for (int64_t i = 0; i < c; i++)
+      sgx[i] *= inv[i];
+  }
+  if (dweight && (st = vec_new(sgx, c, pd, &tw))) goto done;
+  if (dbias && (st = vec_new(sg, c, pd, &tb))) goto done;
+done:
+  free(buf);
+  ms_tensor_free(xw);
+  ms_tensor_free(gw);
+  if (st) {
+    ms_tensor_free(o);
+    ms_tensor_free(tw);
+    ms_tensor_free(tb);
+    return st;
+  }
+  if (dx) *dx = o;
+  if (dweight) *dweight = tw;
+  if (dbias) *dbias = tb;
+  return MS_OK;
+}
+
+/* ---- layer norm ------------------------------------------------------------------ */
+
+static int check_ln(const char *op, const ms_tensor *x, int nn, const ms_tensor *t,
+                    const char *name) {
+  if (!t) return MS_OK;
+  int lead = x->ndim - nn;
+  if (t->ndim != nn || memcmp(t->shape, x->shape + lead, sizeof(int64_t) * (size_t)nn))
+    return ms_fail(MS_ERR_INVALID, "%s: %s is %s, expected the normalized shape %s of input %s", op,
+                   name, ms_desc(t), ms_shape_str(x->shape + lead, nn), ms_desc(x));
+  if (ms_check_float(op, name, t)) return MS_ERR_DTYPE;
+  return ms_check_same_device(op, x, t);
+}
+
+static int check_ln_ndim(const char *op, const ms_tensor *x, int nn) {
+  if (nn < 1 || nn > x->ndim)
+    return ms_fail(MS_ERR_INVALID, "%s: normalized_ndim %d out of range for input %s", op, nn,
+                   ms_desc(x));
+  return MS_OK;
+}
+
+int ms_layer_norm(ms_context *ctx, const ms_tensor *x, int normalized_ndim, const ms_tensor *weight,
+                  const ms_tensor *bias, double eps, ms_tensor **out, ms_tensor **save_mean,
+                  ms_tensor **save_rstd) {
+  const char *op = "layer_norm";
+  int st = check_input(op, x, 1);
+  if (st) return st;
+  if (!out) return ms_fail(MS_ERR_INVALID, "layer_norm: out is NULL");
+  int nn = normalized_ndim, lead = x->ndim - nn;
+  if ((st = check_ln_ndim(op, x, nn)) || (st = check_ln(op, x, nn, weight, "weight")) ||
+      (st = check_ln(op, x, nn, bias, "bias")))
+    return st;
+  if (!(eps >= 0)) return ms_fail(MS_ERR_INVALID, "layer_norm: bad eps %g", eps);
+  int64_t m = ms_numel_of(x->shape, lead), k = ms_numel_of(x->shape + lead, nn);
+  ms_dtype wd = work_dtype(x);
+  ms_tensor *xw = NULL, *ww = NULL, *bw = NULL, *y = NULL, *mt = NULL, *rt = NULL;
+  if ((st = to_work(ctx, x, wd, &xw))) goto done;
+  if (weight && (st = to_work(ctx, weight, wd, &ww))) goto done;
+  if (bias && (st = to_work(ctx, bias, wd, &bw))) goto done;
+  if ((st = ms_tensor_new(x->shape, x->ndim, wd, MS_CPU, 0, &y)) ||
+      (st = ms_tensor_new(x->shape, lead, wd, MS_CPU, 0, &mt)) ||
+      (st = ms_tensor_new(x->shape, lead, wd, MS_CPU, 0, &rt)))
+    goto done;
+  if (k > 0 && (st = ms_cpu_layer_norm(ctx, xw, m, k, ww, bw, eps, y, mt, rt))) goto done;
+  st = from_work(ctx, &y, x->dtype);
+done:
+  ms_tensor_free(xw);
+  ms_tensor_free(ww);
+  ms_tensor_free(bw);
+  if (st || !save_mean) ms_tensor_free(mt);
+  if (st || !save_rstd) ms_tensor_free(rt);
+  if (st) {
+    ms_tensor_free(y);
+    return st;
+  }
+  *out = y;
+  if (save_mean) *save_mean = mt;
+  if (save_rstd) *save_rstd = rt;
+  return MS_OK;
+}
+
+int ms_layer_norm_backward(ms_context *ctx, const ms_tensor *grad_out, const ms_tensor *x,
+                           int normalized_ndim, const ms_tensor *weight, const ms_tensor *save_mean,
+                           const ms_tensor *save_rstd, ms_tensor **dx, ms_tensor **dweight,
+                           ms_tensor **dbias) {
+  const char *op = "layer_norm_backward";
+  int st = check_input(op, x, 1);
+  if (st) return st;
+  if (ms_check_tensor(op, "grad_out", grad_out) || ms_check_tensor(op, "save_mean", save_mean) ||
+      ms_check_tensor(op, "save_rstd", save_rstd))
+    return MS_ERR_INVALID;
+  if (ms_check_float(op, "grad_out", grad_out)) return MS_ERR_DTYPE;
+  int nn = normalized_ndim, lead = x->ndim - nn;
+  if ((st = check_ln_ndim(op, x, nn)) || (st = check_ln(op, x, nn, weight, "weight"))) return st;
+  if (!same_shape(grad_out, x))
+    return ms_fail(MS_ERR_INVALID, "%s: grad_out %s does not match input %s", op, ms_desc(grad_out),
+                   ms_desc(x));
+  if ((st = ms_check_same_device(op, x, grad_out))) return st;
+  int64_t m = ms_numel_of(x->shape, lead), k = ms_numel_of(x->shape + lead, nn);
+  if (ms_numel(save_mean) != m || ms_numel(save_rstd) != m)
+    return ms_fail(MS_ERR_INVALID,
+                   "%s: save_mean %s / save_rstd %s need %lld elements for input %s", op,
+                   ms_desc(save_mean), ms_desc(save_rstd), (long long)m, ms_desc(x));
+  ms_dtype wd = work_dtype(x), pd = weight ? weight->dtype : x->dtype;
+  ms_tensor *xw = NULL, *gw = NULL, *ww = NULL, *mw = NULL, *rw = NULL;
+  ms_tensor *o = NULL, *tw = NULL, *tb = NULL;
+  if ((st = to_work(ctx, x, wd, &xw)) || (st = to_work(ctx, grad_out, wd, &gw)) ||
+      (weight && (st = to_work(ctx, weight, wd, &ww))) || (st = to_work(ctx, save_mean, wd, &mw)) ||
+      (st = to_work(ctx, save_rstd, wd, &rw)))
+    goto done;
+  if (dx && (st = ms_tensor_new(x->shape, x->ndim, wd, MS_CPU, 0, &o))) goto done;
+  if (dweight && (st = ms_tensor_new(x->shape + lead, nn, wd, MS_CPU, 0, &tw))) goto done;
+  if (dbias && (st = ms_tensor_new(x->shape + lead, nn, wd, MS_CPU, 0, &tb))) goto done;
+  if (m == 0 || k == 0) {
+    if (tw) memset(ms_data(tw), 0, (size_t)(k * ms_dtype_size(wd)));
+    if (tb) memset(ms_data(tb), 0, (size_t)(k * ms_dtype_size(wd)));
+  } else if ((st = ms_cpu_layer_norm_backward(ctx, gw, xw, m, k, ww, mw, rw, o, tw, tb))) {
+    goto done;
+  }
+  if ((o && (st = from_work(ctx, &o, x->dtype))) || (tw && (st = from_work(ctx, &tw, pd))) ||
+      (tb && (st = from_work(ctx, &tb, pd))))
+    goto done;
+done:
+  ms_tensor_free(xw);
+  ms_tensor_free(gw);
+  ms_tensor_free(ww);
+  ms_tensor_free(mw);
+  ms_tensor_free(rw);
+  if (st) {
+    ms_tensor_free(o);
+    ms_tensor_free(tw);
+    ms_tensor_free(tb);
+    return st;
+  }
+  if (dx) *dx = o;
+  if (dweight) *dweight = tw;
+  if (dbias) *dbias = tb;
+  return MS_OK;
+}
