@@ -381,8 +381,8 @@ int ms_image_decode(ms_context *ctx, const void *data, int64_t nbytes, ms_image_
 /* img: [H, W] or [H, W, C] (C = 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA); u8 gives 8-bit,
  * i32/i64 with values in [0, 65535] 16-bit samples. With palette_rgb (palette_len RGB
  * triples, 1..256) img must be u8 [H, W] indices below palette_len: an 8-bit palette
- * PNG. Written to "<path>.<pid>.tmp", fsynced and renamed onto path (on failure no
- * file is left at path). */
+ * PNG. Written to a temporary file beside path, fsynced and renamed onto path (on
+ * failure no new file is left at path and an existing one is untouched). */
 int ms_png_write(ms_context *ctx, const char *path, const ms_tensor *img,
                  const uint8_t *palette_rgb, int palette_len);
 /* img: u8 [H, W] or [H, W, 1] (gray) or [H, W, 3] (RGB); quality 1..100; chroma

@@ -10,14 +10,14 @@
 #include "core/internal.h"
 
 static int failures, checks;
-#define CHECK(cond)                                                                          \
-  do {                                                                                       \
-    checks++;                                                                                \
-    if (!(cond)) {                                                                           \
-      failures++;                                                                            \
-      fprintf(stderr, "%s:%d: CHECK failed: %s (last error: %s)\n", __FILE__, __LINE__, #cond, \
-              ms_last_error());                                                              \
-    }                                                                                        \
+#define CHECK(cond)                                                                                \
+  do {                                                                                             \
+    checks++;                                                                                      \
+    if (!(cond)) {                                                                                 \
+      failures++;                                                                                  \
+      fprintf(stderr, "%s:%d: CHECK failed: %s (last error: %s)\n", __FILE__, __LINE__, #cond,     \
+              ms_last_error());                                                                    \
+    }                                                                                              \
   } while (0)
 
 static ms_context *ctx;
@@ -27,7 +27,8 @@ static ms_tensor *make_u8(int64_t h, int64_t w, int64_t c, int seed) {
   int64_t shape[3] = {h, w, c};
   int64_t n = h * w * (c ? c : 1);
   uint8_t *buf = malloc((size_t)n);
-  for (int64_t i = 0; i < n; i++) buf[i] = (uint8_t)((i * 7 + seed * 13 + (i / w) * 3) % 251);
+  for (int64_t i = 0; i < n; i++)
+    buf[i] = (uint8_t)((i * 7 + seed * 13 + (i / w) * 3) % 251);
   ms_tensor *t = NULL;
   CHECK(ms_from_host(ctx, buf, n, shape, c ? 3 : 2, MS_U8, MS_CPU, 0, &t) == MS_OK);
   free(buf);
@@ -114,10 +115,12 @@ static void test_round_trips_and_torture(void) {
   torture(path);
   /* palette PNG */
   uint8_t pal[16 * 3];
-  for (int i = 0; i < 48; i++) pal[i] = (uint8_t)(255 - i * 5);
+  for (int i = 0; i < 48; i++)
+    pal[i] = (uint8_t)(255 - i * 5);
   int64_t shape[2] = {6, 5};
   uint8_t idx[30];
-  for (int i = 0; i < 30; i++) idx[i] = (uint8_t)(i % 16);
+  for (int i = 0; i < 30; i++)
+    idx[i] = (uint8_t)(i % 16);
   ms_tensor *it = NULL;
   CHECK(ms_from_host(ctx, idx, 30, shape, 2, MS_U8, MS_CPU, 0, &it) == MS_OK);
   snprintf(path, sizeof path, "%s/pal.png", dir);
@@ -129,7 +132,8 @@ static void test_round_trips_and_torture(void) {
   torture(path);
   /* 16-bit gray PNG */
   int32_t v16[30];
-  for (int i = 0; i < 30; i++) v16[i] = i * 2203;
+  for (int i = 0; i < 30; i++)
+    v16[i] = i * 2203;
   ms_tensor *g16 = NULL;
   CHECK(ms_from_host(ctx, v16, sizeof v16, shape, 2, MS_I32, MS_CPU, 0, &g16) == MS_OK);
   snprintf(path, sizeof path, "%s/g16.png", dir);

@@ -1,0 +1,30 @@
+/* image.h: internals shared by the image codecs of csrc/io (PNG, JPEG, file helpers). */
+#ifndef MS_IO_IMAGE_H
+#define MS_IO_IMAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "../core/internal.h"
+
+/* Largest image (pixels) a decoder accepts: guards against decompression bombs. */
+#define MS_IMAGE_MAX_PIXELS ((int64_t)1 << 30)
+
+/* Decoders: data/n is the whole file; op and name only feed error messages. */
+int ms_png_decode(const uint8_t *data, size_t n, ms_image_mode mode, const char *op,
+                  const char *name, ms_tensor **out);
+int ms_jpeg_decode(const uint8_t *data, size_t n, ms_image_mode mode, const char *op,
+                   const char *name, ms_tensor **out);
+
+/* Reads a whole file into a malloc'd buffer (MS_ERR_IO naming the file on failure). */
+int ms_io_read_file(const char *op, const char *path, uint8_t **data, size_t *n);
+
+/* Writes n bytes to path atomically (temporary, fsync, rename: atomic_file.h); on
+ * failure no file is left at path and the message names op and path. */
+int ms_io_write_atomic(const char *op, const char *path, const void *data, size_t n);
+
+/* A contiguous host copy (or alias) of img to read pixels from; free with ms_tensor_free. */
+int ms_io_host_pixels(ms_context *ctx, const char *op, const ms_tensor *img, ms_tensor **out);
+
+#endif
