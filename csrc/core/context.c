@@ -1,6 +1,7 @@
 /* context.c: the explicit context (thread count, backend handles) and build facts. */
 #include <omp.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "internal.h"
 
@@ -17,6 +18,8 @@ int ms_context_new(ms_context **out) {
   ms_context *ctx = calloc(1, sizeof *ctx);
   if (!ctx) return ms_fail(MS_ERR_OOM, "context_new: out of host memory");
   ctx->num_threads = omp_get_max_threads();
+  /* OpenBLAS runs its own pthread pool: size it like OpenMP's so the two don't oversubscribe. */
+  openblas_set_num_threads(ctx->num_threads);
   *out = ctx;
   return MS_OK;
 }
@@ -38,6 +41,12 @@ int ms_context_set_num_threads(ms_context *ctx, int n) {
 
 int ms_context_num_threads(const ms_context *ctx) { return ctx->num_threads; }
 int ms_threads(const ms_context *ctx) { return ctx && ctx->num_threads > 0 ? ctx->num_threads : 1; }
+
+double ms_time_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
 
 int ms_has_cuda(void) {
 #ifdef MS_WITH_CUDA

@@ -42,21 +42,18 @@ function ms.memory_stats(device)
   return { allocated = tonumber(s.allocated), reserved = tonumber(s.reserved),
            peak = tonumber(s.peak), storages = tonumber(s.storages) }
 end
+-- Gives cached free blocks back to the system (allocated stays, reserved drops).
+function ms.empty_cache(device)
+  local dt, di = Tensor.device_arg(device)
+  L.check(L.C.ms_memory_empty_cache(dt, di))
+end
 function ms.reset_peak_memory(device)
   local dt, di = Tensor.device_arg(device)
   L.check(L.C.ms_memory_stats_reset_peak(dt, di))
 end
 
-ffi.cdef [[
-typedef struct ms_timespec { long tv_sec; long tv_nsec; } ms_timespec;
-int clock_gettime(int clk_id, ms_timespec *tp);
-]]
-local ts = ffi.new("ms_timespec")
 -- Monotonic wall-clock seconds (for timing steps; os.clock counts CPU time of all threads).
-function ms.time()
-  ffi.C.clock_gettime(1, ts)
-  return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
-end
+function ms.time() return L.C.ms_time_now() end
 
 -- Frees every tensor whose Lua handle is unreachable, now.
 function ms.collect() collectgarbage() end

@@ -145,9 +145,11 @@ end
 Tensor.shape_arg = shape_arg
 
 -- Splits a trailing options table {dtype=, device=, requires_grad=} from varargs.
+-- (Indexes a packed table: select(n, ...) with a variable n miscompiled under the JIT here.)
 local function split_opts(...)
+  local args = { ... }
   local n = select("#", ...)
-  local last = select(n, ...)
+  local last = args[n]
   if n > 0 and type(last) == "table" and (last.dtype or last.device or last.requires_grad ~= nil) then
     return last, n - 1
   end

@@ -97,6 +97,27 @@ static void test_memory_stats(void) {
   CHECK(after.allocated == before.allocated && after.peak >= during.allocated);
 }
 
+static void test_host_cache(void) {
+  int64_t n[1] = {300000}; /* 1.2 MB of f32: a cached size class */
+  ms_tensor *a = NULL, *b = NULL;
+  CHECK(ms_empty(ctx, n, 1, MS_F32, MS_CPU, 0, &a) == MS_OK);
+  void *pa = a->storage->data;
+  ms_tensor_free(a);
+  ms_memory_stats st;
+  CHECK(ms_memory_stats_get(MS_CPU, 0, &st) == MS_OK);
+  CHECK(st.reserved - st.allocated >= 1200000); /* the freed block stays cached */
+  CHECK(ms_empty(ctx, n, 1, MS_F32, MS_CPU, 0, &b) == MS_OK);
+  CHECK(b->storage->data == pa); /* the freed block is reused */
+  CHECK(((uintptr_t)b->storage->data & 63) == 0);
+  ms_tensor_free(b);
+  ms_memory_stats before, after;
+  CHECK(ms_memory_stats_get(MS_CPU, 0, &before) == MS_OK);
+  CHECK(ms_memory_empty_cache(MS_CPU, 0) == MS_OK);
+  CHECK(ms_memory_stats_get(MS_CPU, 0, &after) == MS_OK);
+  CHECK(before.reserved - after.reserved >= 1200000);
+  CHECK(after.allocated == before.allocated);
+}
+
 static void test_errors(void) {
   ms_tensor *t = NULL;
   int64_t neg[2] = {2, -3};
@@ -193,6 +214,7 @@ int main(void) {
   test_views();
   test_as_strided_bounds();
   test_memory_stats();
+  test_host_cache();
   test_errors();
   test_copy_cast();
   test_philox();
