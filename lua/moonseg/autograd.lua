@@ -31,13 +31,15 @@ end
 function A.no_grad(fn, ...) return with_mode(false, fn, ...) end
 function A.enable_grad(fn, ...) return with_mode(true, fn, ...) end
 
--- True when recording is on and any argument is a tensor that requires grad.
-function A.needs(...)
+-- True when recording is on and any argument is a tensor that requires grad (fixed arity:
+-- it runs on every op; A.needs_list takes a table).
+local function req(x) return is_tensor(x) and x.requires_grad end
+function A.needs(a, b, c, d, e)
+  return enabled and (req(a) or req(b) or req(c) or req(d) or req(e)) and true or false
+end
+function A.needs_list(list, n)
   if not enabled then return false end
-  for i = 1, select("#", ...) do
-    local x = select(i, ...)
-    if is_tensor(x) and x.requires_grad then return true end
-  end
+  for i = 1, n or #list do if req(list[i]) then return true end end
   return false
 end
 

@@ -53,10 +53,10 @@ local function args(names, defaults, ...)
       end
     end
   end
-  local r = {}
+  local r, pos = {}, { ... } -- indexed, not select(i, ...): see tensor.lua's split_opts
   for i, n in ipairs(names) do
     local v
-    if named then v = first[n] else v = select(i, ...) end
+    if named then v = first[n] else v = pos[i] end
     if v == nil then v = defaults[i] end
     r[n] = v
   end

@@ -23,7 +23,7 @@ return function(ms, T, A, L)
     local nd = ref and ref:dim() or 1
     local cd = T.cdim(dim, math.max(nd, 1))
     local y = T.take(C.ms_cat(ctx, hs, n, cd, out), 2)
-    if A.needs(unpack(list, 1, n)) then
+    if A.needs_list(list, n) then
       local d = cd < 0 and nd + cd + 1 or cd + 1
       local info = {}
       for i, x in ipairs(list) do

@@ -1,0 +1,188 @@
+-- test_comm.lua: the CPU communicator: collectives across 2 and 3 worker processes on
+-- 127.0.0.1 (tests/lua/dist_worker.lua), timeouts naming the missing rank, argument errors.
+local H = require "harness"
+local ms = require "moonseg"
+local dist = ms.dist
+
+local src = os.getenv("MOONSEG_SOURCE_DIR") or "."
+local worker = src .. "/tests/lua/dist_worker.lua"
+local tmp = os.tmpname()
+os.remove(tmp)
+
+-- Spawns world workers (each bounded by coreutils timeout, so every process exits) and
+-- waits for all of them by reading their output to EOF. Returns their result tables.
+local function spawn(mode, world, port, opts)
+  opts = opts or {}
+  local procs = {}
+  for r = 0, world - 1 do
+    local env = ""
+    if mode == "torchrun" then
+      env = string.format("RANK=%d WORLD_SIZE=%d LOCAL_RANK=%d MASTER_ADDR=127.0.0.1 MASTER_PORT=%d ", r, world, r, port)
+    end
+    local out = string.format("%s_%s_%d_%d.lua", tmp, mode, world, r)
+    os.remove(out)
+    local cmd = string.format("%stimeout -s KILL 25 luajit %s %s %d %d %d %s %s 2>&1", env, worker, mode,
+      r, world, port, out, opts.timeout or 10)
+    procs[r] = { pipe = assert(io.popen(cmd)), out = out }
+  end
+  local results = {}
+  for r = 0, world - 1 do
+    local p = procs[r]
+    local log = p.pipe:read("*a")
+    p.pipe:close()
+    local f = loadfile(p.out)
+    os.remove(p.out)
+    results[r] = f and f() or { ok = false, err = "no result file; output:\n" .. log }
+    if not results[r].ok then io.stderr:write("rank ", r, " output:\n", log, "\n") end
+  end
+  return results
+end
+
+local function base(i) return ((i * 37) % 101) / 7 - 3 end
+
+local function check_coll(res, W)
+  local s = W * (W + 1) / 2
+  for r = 0, W - 1 do
+    local x = res[r]
+    H.eq(x.ok, true, "rank " .. r .. " failed: " .. tostring(x.err))
+    H.eq(x.rank, r)
+    H.eq(x.world, W)
+    -- all_reduce sum, f32, sizes 1, 7, 1000003: values and bit-identity across ranks
+    for _, n in ipairs { 1, 7, 1000003 } do
+      local e = x["sum_f32_" .. n]
+      H.eq(e.hash, res[0]["sum_f32_" .. n].hash, "bit-identical f32 sum of " .. n .. " on rank " .. r)
+      if not (e.maxerr < 1e-5) then error("f32 sum of " .. n .. ": max error " .. e.maxerr) end
+      local idx = { 1, math.floor((n + 1) / 2), n }
+      for k = 1, 3 do H.near(e.samples[k], s * base(idx[k]), 1e-6, "sample " .. k .. " of " .. n) end
+    end
+    for _, dt in ipairs { "f64", "f16", "bf16" } do
+      local tol = ({ f64 = 1e-12, f16 = 3e-3, bf16 = 2e-2 })[dt]
+      local e = x["sum_" .. dt]
+      H.eq(e.hash, res[0]["sum_" .. dt].hash, "bit-identical " .. dt .. " sum")
+      for i = 1, 7 do H.near(e.vals[i], s * base(i), tol, dt .. " sum [" .. i .. "]") end
+    end
+    for _, dt in ipairs { "i64", "i32" } do
+      H.same_list(x["sum_" .. dt].vals, { s, -W * (W - 1), 7 * W, 1e8 * W }, dt .. " sum")
+    end
+    H.near(x.avg, { (W - 1) / 2, -(W - 1) / 2, 5 * (W - 1) + 0.5, 1 / 3 }, 1e-15, "avg")
+    H.same_list(x.max, { W - 1, 0, 10 * (W - 1) + 0.5, 1 / 3 }, "max")
+    H.same_list(x.min, { 0, -(W - 1), 0.5, 1 / 3 }, "min")
+    for i = 1, 5 do H.near(x.avg_f16[i], (W + 1) / 2 * base(i), 3e-3, "f16 avg [" .. i .. "]") end
+    H.same_list(x.noncontig[1], { s, 2 * s, 3 * s }, "non-contiguous all_reduce row 1")
+    H.same_list(x.noncontig[2], { 4 * s, 5 * s, 6 * s }, "non-contiguous all_reduce row 2")
+    for root = 0, W - 1 do
+      for i = 1, 9 do H.near(x["bcast_" .. root][i], (root + 1) * base(i), 1e-6, "broadcast root " .. root) end
+    end
+    H.same_list(x.bcast_nc[1], { 1, 2 }, "broadcast into a transposed view")
+    H.same_list(x.bcast_nc[3], { 5, 6 })
+    H.eq(#x.gather, W, "all_gather list length")
+    for i = 1, W do H.same_list(x.gather[i], { i - 1, i - 0.5 }, "all_gather entry " .. i) end
+    H.same_list(x.gather_t.shape, { W, 1, 1 }, "all_gather tensor shape")
+    for i = 1, W do H.eq(x.gather_t.vals[i][1][1], i - 1) end
+    H.same_list(x.rs.shape, { 2, 3 }, "reduce_scatter shape")
+    for row = 1, 2 do
+      for col = 1, 3 do
+        H.eq(x.rs.vals[row][col], ((2 * r + row - 1) * 3 + col - 1) * s, "reduce_scatter value")
+      end
+    end
+    H.eq(x.async_done1, true, "async work completes in FIFO order")
+    H.same_list(x.async1, { s, s, s }, "async sum")
+    H.same_list(x.async2, { 2 * (W - 1), 2 * (W - 1) }, "async max")
+  end
+end
+
+H.case("collectives, 2 worker processes, store hosted by the test", function()
+  local srv = dist.Store.server { host = "127.0.0.1", port = 0 }
+  local ok, err = pcall(function() check_coll(spawn("coll", 2, srv:port()), 2) end)
+  srv:stop()
+  assert(ok, err)
+end)
+
+H.case("collectives, 3 worker processes, torchrun environment (rank 0 hosts the store)", function()
+  local probe = dist.Store.server { host = "127.0.0.1", port = 0 }
+  local port = probe:port() -- a free port, released for rank 0 to take
+  probe:stop()
+  check_coll(spawn("torchrun", 3, port), 3)
+end)
+
+H.case("a rank that skips a collective: the others fail within the timeout naming it", function()
+  local srv = dist.Store.server { host = "127.0.0.1", port = 0 }
+  local ok, err = pcall(function()
+    local res = spawn("skip", 3, srv:port(), { timeout = 2 })
+    for r = 0, 2 do
+      H.eq(res[r].ok, true, "rank " .. r .. ": " .. tostring(res[r].err))
+      H.near(res[r].first, { 6 * base(1), 6 * base(2), 6 * base(3), 6 * base(4) }, 1e-6, "first all_reduce")
+    end
+    for r = 0, 1 do
+      local x = res[r]
+      H.eq(x.second_ok, false, "rank " .. r .. " must fail the collective rank 2 skipped")
+      for _, frag in ipairs { "all_reduce", "seq 2", "rank " .. r .. " of 3", "have not reached seq 2: 2" } do
+        if not x.second_err:find(frag, 1, true) then error("message lacks '" .. frag .. "': " .. x.second_err) end
+      end
+      if not (x.elapsed < 4.5) then error("rank " .. r .. " took " .. x.elapsed .. " s with a 2 s timeout") end
+      H.eq(x.third_ok, false, "the communicator stays broken")
+      if not x.third_err:find("broken", 1, true) then error(x.third_err) end
+    end
+  end)
+  srv:stop()
+  assert(ok, err)
+end)
+
+-- ---- one process: a world of one, argument errors, environment -------------------------
+H.case("world of one and argument errors", function()
+  H.raises(function() dist.all_reduce(ms.ones(2)) end, "init_process_group first")
+  local srv = dist.Store.server { host = "127.0.0.1", port = 0 }
+  local store = dist.Store.connect { host = "127.0.0.1", port = srv:port(), timeout = 5 }
+  local ok, err = pcall(function()
+    dist.init_process_group { rank = 0, world_size = 1, store = store, timeout = 5 }
+    H.eq(dist.get_rank(), 0)
+    H.eq(dist.get_world_size(), 1)
+    local t = ms.tensor({ 1.5, -2 }, { dtype = "f64" })
+    dist.all_reduce(t, "avg")
+    H.same_list(t:tolist(), { 1.5, -2 })
+    dist.broadcast(t, 0)
+    H.same_list(dist.all_gather(t)[1]:tolist(), { 1.5, -2 })
+    H.same_list(dist.reduce_scatter(ms.tensor({ 4, 5 }), "sum"):tolist(), { 4, 5 })
+    dist.barrier()
+    H.raises(function() dist.all_reduce(ms.ones(2, { dtype = "u8" })) end, "all_reduce", "u8")
+    H.raises(function() dist.all_reduce(ms.ones(2, { dtype = "i64" }), "avg") end, "avg", "i64")
+    H.raises(function() dist.all_reduce(ms.ones(2), "prod") end, "unknown reduce op")
+    H.raises(function() dist.broadcast(ms.ones(2), 1) end, "broadcast", "root 1", "1 ranks")
+    H.raises(function() dist.broadcast(ms.ones(2), -1) end, "root -1")
+    H.raises(function() dist.all_reduce("x") end, "expected a tensor")
+    H.raises(function() dist.init_process_group { rank = 0, world_size = 1, store = store } end, "already")
+    -- the group still works after the errors
+    local w = dist.all_reduce_async(ms.ones(3), "max")
+    H.same_list(w:wait(5):tolist(), { 1, 1, 1 })
+    H.eq(w:is_completed(), true)
+  end)
+  dist.destroy_process_group()
+  store:close()
+  srv:stop()
+  assert(ok, err)
+  H.eq(dist.is_initialized(), false)
+  H.raises(function()
+    dist.init_process_group { rank = 3, world_size = 2, master_port = 1 }
+  end, "rank 3 out of range for world size 2")
+end)
+
+H.case("environment: torchrun and Slurm variables", function()
+  H.eq(dist.first_slurm_host("node[03-05,9],gpu1"), "node03")
+  H.eq(dist.first_slurm_host("gpu7,gpu8"), "gpu7")
+  H.eq(dist.first_slurm_host("single"), "single")
+  H.eq(dist.first_slurm_host("a[1,4]"), "a1")
+  local code = [[local e = require("moonseg.dist").resolve_env()
+    io.write(e.rank, " ", e.world_size, " ", e.local_rank, " ", e.master_addr, " ", e.master_port)]]
+  local function run(env)
+    local p = io.popen(env .. " timeout 20 luajit -e '" .. code .. "' 2>&1")
+    local s = p:read("*a")
+    p:close()
+    return s
+  end
+  H.eq(run("env -u MASTER_ADDR -u MASTER_PORT -u RANK -u WORLD_SIZE -u LOCAL_RANK SLURM_PROCID=5 SLURM_NTASKS=8 " ..
+    "SLURM_LOCALID=1 SLURM_NODELIST='gn[12-13]'"), "5 8 1 gn12 29500")
+  H.eq(run("env RANK=2 WORLD_SIZE=4 LOCAL_RANK=0 MASTER_ADDR=10.1.2.3 MASTER_PORT=1234 SLURM_PROCID=5"),
+    "2 4 0 10.1.2.3 1234")
+end)
+
+H.done()
