@@ -1,14 +1,14 @@
 #!/bin/sh
-# Installs the Debian/Ubuntu packages moonseg builds against (uses sudo when not root).
+# Installs the Debian/Ubuntu packages moonseg builds against (sudo when not root).
+# --test adds what the test suite needs beyond the build: clang and libFuzzer's runtime.
 set -e
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+pkgs="build-essential cmake pkg-config luajit libluajit-5.1-dev libopenblas-dev libdnnl-dev \
+libpng-dev libuv1-dev libturbojpeg0-dev libreadline8"
+[ "${1:-}" = "--test" ] && pkgs="$pkgs clang libclang-rt-dev"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends build-essential cmake pkg-config \
-  luajit libluajit-5.1-dev libopenblas-dev libdnnl-dev libpng-dev libuv1-dev \
-  libturbojpeg0-dev libjpeg62-turbo-dev libreadline8 >/dev/null 2>&1 || \
-$SUDO apt-get install -y --no-install-recommends build-essential cmake pkg-config \
-  luajit libluajit-5.1-dev libopenblas-dev libdnnl-dev libpng-dev libuv1-dev \
-  libturbojpeg0-dev libreadline8
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $pkgs >/dev/null
 echo "moonseg dependencies installed"

@@ -1,14 +1,22 @@
 #!/bin/sh
-# Builds moonseg twice (release with warnings as errors, and AddressSanitizer +
-# UndefinedBehaviorSanitizer) and runs every test in both; ends with ctest's summary.
+# Runs every test: a sanitizer build (AddressSanitizer + UndefinedBehaviorSanitizer) with the
+# C and Lua tests, libFuzzer runs of the file parsers, then a release build (warnings as
+# errors) with all tests and the default recipe. Ends with ctest's summary line.
 set -e
 cd "$(dirname "$0")/.."
 jobs=$(nproc 2>/dev/null || echo 2)
+
+echo "== sanitizer build: C and Lua tests =="
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DMS_SANITIZE=ON -DMS_WERROR=ON -DMS_WITH_CUDA=OFF >/dev/null
 cmake --build build-asan -j "$jobs"
-echo "== sanitizer build: C and Lua tests =="
 (cd build-asan && ctest -j "$jobs" --output-on-failure -L sanitize)
+
+echo "== fuzzing the PNG/JPEG and safetensors readers (libFuzzer) =="
+CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DMS_FUZZ=ON -DMS_WERROR=ON -DMS_WITH_CUDA=OFF >/dev/null
+cmake --build build-fuzz -j "$jobs"
+(cd build-fuzz && ctest -j "$jobs" --output-on-failure -L fuzz)
+
+echo "== release build: all tests =="
 cmake -S . -B build -DMS_WERROR=ON >/dev/null
 cmake --build build -j "$jobs"
-echo "== release build: all tests =="
 cd build && ctest -j "$jobs" --output-on-failure

@@ -30,7 +30,8 @@ typedef enum ms_status {
   MS_ERR_IO = -5,          /* file missing, unreadable or corrupt */
   MS_ERR_UNSUPPORTED = -6, /* valid request this build or backend cannot do */
   MS_ERR_FREED = -7,       /* tensor used after free() */
-  MS_ERR_INTERNAL = -8     /* a library call underneath failed */
+  MS_ERR_INTERNAL = -8,    /* a library call underneath failed */
+  MS_ERR_TIMEOUT = -9      /* a blocking call (store, collective) ran out of time */
 } ms_status;
 
 typedef enum ms_dtype {
@@ -75,10 +76,14 @@ void ms_clear_error(void);
 int ms_has_cuda(void);
 int ms_cuda_device_count(void);
 const char *ms_build_info(void);
+/* Monotonic wall-clock time in seconds. */
+double ms_time_now(void);
 int64_t ms_dtype_size(ms_dtype dtype);
 const char *ms_dtype_name(ms_dtype dtype);
 int ms_memory_stats_get(ms_device_type device, int index, ms_memory_stats *out);
 int ms_memory_stats_reset_peak(ms_device_type device, int index);
+/* Returns cached free blocks to the system (host: blocks >= 64 KiB are cached for reuse). */
+int ms_memory_empty_cache(ms_device_type device, int index);
 
 /* ---- context: thread count, backend handles ----------------------------- */
 int ms_context_new(ms_context **out);
@@ -389,6 +394,200 @@ int ms_png_write(ms_context *ctx, const char *path, const ms_tensor *img,
  * subsampling 444, 422 or 420 (ignored for gray). Written atomically like PNGs. */
 int ms_jpeg_write(ms_context *ctx, const char *path, const ms_tensor *img, int quality,
                   int subsampling);
+
+/* ---- distributed: store and communicators (csrc/comm) ---- */
+/* Ranks are 0-based ids everywhere (like torchrun). Timeouts are in milliseconds;
+ * a negative timeout waits forever. Failures name the key or the op, its sequence
+ * number, host:port and how long was waited (MS_ERR_TIMEOUT / MS_ERR_IO). */
+typedef struct ms_store_server ms_store_server;
+typedef struct ms_store ms_store;
+typedef struct ms_comm ms_comm;
+typedef struct ms_work ms_work;
+/* A TCP key-value server (libuv) on its own thread; port 0 picks a free port. */
+int ms_store_server_start(const char *host, int port, ms_store_server **out);
+int ms_store_server_port(const ms_store_server *server);
+void ms_store_server_stop(ms_store_server *server);
+/* Retries refused connections until timeout_ms; timeout_ms is also the default for
+ * the blocking calls below. */
+int ms_store_connect(const char *host, int port, int64_t timeout_ms, ms_store **out);
+void ms_store_close(ms_store *store);
+int ms_store_set(ms_store *store, const char *key, const void *value, int64_t nbytes);
+/* Waits for key; *value points into the client's buffer, valid until its next call. */
+int ms_store_get(ms_store *store, const char *key, int64_t timeout_ms, const void **value,
+                 int64_t *nbytes);
+int ms_store_wait(ms_store *store, const char *const *keys, int nkeys, int64_t timeout_ms);
+/* Adds delta to the decimal integer stored at key (0 when absent); *result = new value. */
+int ms_store_add(ms_store *store, const char *key, int64_t delta, int64_t *result);
+/* *all_exist = 1 when every key exists now. */
+int ms_store_check(ms_store *store, const char *const *keys, int nkeys, int *all_exist);
+int ms_store_delete(ms_store *store, const char *key, int *deleted);
+/* Sends a heartbeat for rank every interval_ms on a second connection (own thread). */
+int ms_store_heartbeat_start(ms_store *store, int rank, int64_t interval_ms);
+/* Ranks in [0, world_size) whose heartbeat connection dropped, or that sent none for
+ * stale_ms after their first one; up to cap of them in ranks, their count in *n. */
+int ms_store_dead_ranks(ms_store *store, int world_size, int64_t stale_ms, int *ranks, int cap,
+                        int *n);
+
+typedef enum ms_comm_op {
+  MS_COMM_SUM = 0,
+  MS_COMM_AVG = 1, /* floating dtypes only */
+  MS_COMM_MAX = 2,
+  MS_COMM_MIN = 3
+} ms_comm_op;
+/* Ring of TCP connections between the ranks (addresses exchanged through store, which
+ * must outlive the communicator). Each collective fails on timeout_ms naming the op,
+ * its sequence number and the ranks that did not arrive. */
+int ms_comm_init_cpu(ms_store *store, int rank, int world_size, int64_t timeout_ms,
+                     ms_comm **out);
+void ms_comm_free(ms_comm *comm);
+int ms_comm_rank(const ms_comm *comm);
+int ms_comm_world_size(const ms_comm *comm);
+/* In place on CPU tensors (any layout); f64 f32 f16 bf16 i64 i32 (halves summed in
+ * float). Results are bit-identical on every rank. */
+int ms_comm_all_reduce(ms_comm *comm, ms_tensor *t, ms_comm_op op);
+int ms_comm_broadcast(ms_comm *comm, ms_tensor *t, int root);
+/* out: [world_size, *x.shape], same dtype as x. */
+int ms_comm_all_gather(ms_comm *comm, const ms_tensor *x, ms_tensor *out);
+/* x: [world_size * n, ...] reduced over ranks; out gets this rank's slice [n, ...]. */
+int ms_comm_reduce_scatter(ms_comm *comm, const ms_tensor *x, ms_tensor *out, ms_comm_op op);
+int ms_comm_barrier(ms_comm *comm);
+/* Runs on the communicator's thread, in call order (sync calls queue behind them). */
+int ms_comm_all_reduce_async(ms_comm *comm, ms_tensor *t, ms_comm_op op, ms_work **out);
+int ms_comm_broadcast_async(ms_comm *comm, ms_tensor *t, int root, ms_work **out);
+/* The collective's status (its error becomes this thread's last error); MS_ERR_TIMEOUT
+ * when it is still running after timeout_ms (the work stays valid). */
+int ms_work_wait(ms_work *work, int64_t timeout_ms);
+int ms_work_is_completed(ms_work *work);
+/* Waits for the work to finish, then frees it. */
+void ms_work_free(ms_work *work);
+
+/* ---- data sets (csrc/io/dataset.c) ------------------------------------------------------ */
+typedef struct ms_dataset ms_dataset;
+int ms_dataset_new(ms_dataset **out);
+void ms_dataset_free(ms_dataset *ds);
+/* label may be NULL (test sets); origin names where the sample came from ("list.txt:12"). */
+int ms_dataset_add(ms_dataset *ds, const char *image, const char *label, const char *origin);
+/* Adds the samples of a PaddleSeg file list: one "image[sep]label" per line, paths relative
+ * to root; sep NULL or "" splits at blanks; blank lines are skipped; a malformed line, a
+ * missing label (when require_label) or an empty list is an error naming the line. */
+int ms_dataset_add_list(ms_dataset *ds, const char *root, const char *list_path, const char *sep,
+                        int require_label);
+int64_t ms_dataset_size(const ms_dataset *ds);
+const char *ms_dataset_image(const ms_dataset *ds, int64_t i);
+const char *ms_dataset_label(const ms_dataset *ds, int64_t i);
+const char *ms_dataset_origin(const ms_dataset *ds, int64_t i);
+
+/* ---- augmentations (csrc/io/transforms.c) ---- */
+/* PaddleSeg's per-sample transforms. Parameters in p, in PaddleSeg's argument order:
+ * sizes are (W, H), image padding values (R, G, B), label padding value, interp 0 nearest /
+ * 1 linear (cv2 INTER_* numerics; labels always nearest). */
+typedef enum ms_transform_kind {
+  MS_TF_RESIZE_STEP_SCALING = 0,  /* min_scale_factor, max_scale_factor, scale_step_size */
+  MS_TF_RANDOM_PADDING_CROP = 1,  /* crop W, H, im_pad R, G, B, label_pad */
+  MS_TF_RANDOM_HORIZONTAL_FLIP = 2, /* prob */
+  MS_TF_RANDOM_VERTICAL_FLIP = 3, /* prob */
+  MS_TF_RANDOM_DISTORT = 4,       /* brightness range, prob, contrast range, prob, saturation
+                                     range, prob, hue range, prob, sharpness range, prob */
+  MS_TF_RESIZE = 5,               /* W, H, interp */
+  MS_TF_NORMALIZE = 6,            /* mean R, G, B, std R, G, B; must be the last op */
+  MS_TF_RANDOM_SCALE_ASPECT = 7,  /* min_scale, aspect_ratio */
+  MS_TF_PADDING = 8,              /* target W, H, im_pad R, G, B, label_pad (bottom-right) */
+  MS_TF_ADJUST_BRIGHTNESS = 9,    /* factor (PIL ImageEnhance.Brightness) */
+  MS_TF_ADJUST_CONTRAST = 10,     /* factor (ImageEnhance.Contrast) */
+  MS_TF_ADJUST_SATURATION = 11,   /* factor (ImageEnhance.Color) */
+  MS_TF_ADJUST_HUE = 12,          /* delta added to PIL's 0..255 HSV hue (wraps) */
+  MS_TF_ADJUST_SHARPNESS = 13     /* factor (ImageEnhance.Sharpness) */
+} ms_transform_kind;
+typedef struct ms_transform {
+  int32_t kind; /* ms_transform_kind */
+  int32_t reserved;
+  double p[12];
+} ms_transform;
+/* Runs ops[0..n) on one sample: img u8 or f32 [H, W, 3] (RGB), label u8 [H, W] or NULL.
+ * img_out: f32 [3, H', W'] (0..255 values unless the last op is Normalize); label_out: u8
+ * [H', W'] (left alone when label is NULL). Every random draw of the op at position k comes
+ * from Philox with key = seed and counter = (index, epoch << 32 | k << 20 | block), so a
+ * sample's result depends on (seed, epoch, index) only. epoch < 2^32, n <= 4096. */
+int ms_transform_apply(ms_context *ctx, const ms_transform *ops, int n, uint64_t seed,
+                       uint64_t epoch, uint64_t index, const ms_tensor *img,
+                       const ms_tensor *label, ms_tensor **img_out, ms_tensor **label_out);
+/* The same writing into caller-made outputs (e.g. a sample's slice of a batch): img_dst f32
+ * [3, H', W'] and label_dst u8 [H', W'] (or NULL), both contiguous CPU tensors. */
+int ms_transform_apply_into(ms_context *ctx, const ms_transform *ops, int n, uint64_t seed,
+                            uint64_t epoch, uint64_t index, const ms_tensor *img,
+                            const ms_tensor *label, ms_tensor *img_dst, ms_tensor *label_dst);
+
+/* ---- metrics and event files ---- */
+/* accum (i64 [C, C], contiguous, CPU; row = label, column = prediction) += the count of
+ * each (label, pred) pair over the positions whose label is not ignore_index. pred and
+ * label have the same shape; integer dtypes (i64, i32, u8). A label outside [0, C) other
+ * than ignore_index, or a counted prediction outside [0, C), is an error naming it. */
+int ms_confusion_matrix(ms_context *ctx, const ms_tensor *pred, const ms_tensor *label,
+                        int64_t num_classes, int64_t ignore_index, ms_tensor *accum);
+/* counts (i64 [C], contiguous, CPU) += how many positions of label hold each class
+ * (ignore_index skipped; other values outside [0, C) are an error naming them). */
+int ms_label_counts(ms_context *ctx, const ms_tensor *label, int64_t num_classes,
+                    int64_t ignore_index, ms_tensor *counts);
+/* The k-th smallest (1-based, 1 <= k <= numel) element of a floating tensor; NaN is an error. */
+int ms_kth_smallest(ms_context *ctx, const ms_tensor *x, int64_t k, double *out);
+/* CRC-32C (Castagnoli): start with crc = 0; pass a result back in to continue. */
+uint32_t ms_crc32c(uint32_t crc, const void *data, int64_t nbytes);
+/* Wall-clock time (seconds since the Unix epoch, microsecond resolution). */
+double ms_wall_time(void);
+/* TFRecord files (TensorBoard event files): each record is u64 length, masked CRC-32C of
+ * the length, the data, masked CRC-32C of the data (mask: ((c >> 15) | (c << 17)) + 0xa282ead8). */
+typedef struct ms_tfevents ms_tfevents;
+/* Creates logdir (and parents) and a new file events.out.tfevents.<unix time>.<host>.<pid>.<n>
+ * in it (suffix appended when not NULL). */
+int ms_tfevents_create(const char *logdir, const char *suffix, ms_tfevents **out);
+/* Opens path for appending records (created when absent). */
+int ms_tfevents_open(const char *path, ms_tfevents **out);
+const char *ms_tfevents_path(const ms_tfevents *w);
+/* Appends one framed record (buffered; flush to make it visible). */
+int ms_tfevents_write(ms_tfevents *w, const void *data, int64_t nbytes);
+int ms_tfevents_flush(ms_tfevents *w);
+/* Flushes, closes and frees (always frees; the status tells whether the flush worked). */
+int ms_tfevents_close(ms_tfevents *w);
+/* A PNG file's bytes in memory, for img and palette as ms_png_write takes them; *out is
+ * malloc'd: release it with ms_buffer_free. */
+int ms_png_encode(ms_context *ctx, const ms_tensor *img, const uint8_t *palette_rgb,
+                  int palette_len, uint8_t **out, int64_t *nbytes);
+void ms_buffer_free(void *p);
+
+/* ---- the batch loader (csrc/io/loader.c) -------------------------------------------------- */
+typedef struct ms_loader ms_loader;
+typedef struct ms_loader_config {
+  int32_t batch_size;
+  int32_t num_workers;  /* decoding threads; 0 loads in the caller's thread */
+  int32_t prefetch;     /* batches each worker may run ahead (default 2) */
+  int32_t shuffle;      /* a new seeded permutation every epoch */
+  int32_t drop_last;
+  int32_t rank;         /* shard: this rank takes elements rank, rank + world_size, ... of */
+  int32_t world_size;   /*   each epoch's order, padded by wrapping to a multiple */
+  int32_t skip_bad;     /* replace an unreadable sample by the next good one (logged, counted) */
+  int32_t num_classes;  /* label values must be < num_classes or ignore_index (0: unchecked) */
+  int32_t ignore_index;
+  uint64_t seed;
+} ms_loader_config;
+/* ops (copied) run on every sample; batch k of epoch e holds positions k*B.. of e's order;
+ * a sample's augmentation depends on (seed, epoch, dataset index) only, so batches are the
+ * same whatever num_workers is. */
+int ms_loader_new(ms_context *ctx, const ms_dataset *ds, const ms_loader_config *cfg,
+                  const ms_transform *ops, int n_ops, ms_loader **out);
+/* Stops and joins the workers (safe with batches still queued). */
+void ms_loader_free(ms_loader *loader);
+/* The next batch, endlessly across epochs: images f32 [B, 3, H, W], labels i64 [B, H, W]
+ * (NULL without labels; labels may be NULL to drop them); *epoch and *index (may be NULL)
+ * say which batch it was. A bad sample's error (naming the file and the list line) is
+ * returned here, on the caller's thread; the position still moves past that batch. */
+int ms_loader_next(ms_loader *loader, ms_tensor **images, ms_tensor **labels, int64_t *epoch,
+                   int64_t *index);
+int64_t ms_loader_batches_per_epoch(const ms_loader *loader);
+int64_t ms_loader_samples_per_epoch(const ms_loader *loader);
+int64_t ms_loader_skipped(const ms_loader *loader);
+/* Where the next batch comes from; seek restarts the workers there (resume). */
+int ms_loader_position(const ms_loader *loader, int64_t *epoch, int64_t *batch);
+int ms_loader_seek(ms_loader *loader, int64_t epoch, int64_t batch);
 
 /* MS_CDEF_END */
 

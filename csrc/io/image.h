@@ -17,6 +17,11 @@ int ms_png_decode(const uint8_t *data, size_t n, ms_image_mode mode, const char 
 int ms_jpeg_decode(const uint8_t *data, size_t n, ms_image_mode mode, const char *op,
                    const char *name, ms_tensor **out);
 
+/* Encodes img (and palette) as ms_png_write does into a malloc'd *bytes of *n bytes; op and
+ * name (the target, for messages) only feed error messages. */
+int ms_png_encode_mem(ms_context *ctx, const char *op, const char *name, const ms_tensor *img,
+                      const uint8_t *palette_rgb, int palette_len, uint8_t **bytes, size_t *n);
+
 /* Reads a whole file into a malloc'd buffer (MS_ERR_IO naming the file on failure). */
 int ms_io_read_file(const char *op, const char *path, uint8_t **data, size_t *n);
 

@@ -233,9 +233,8 @@ static int encode_inner(png_enc *e) {
 }
 
 /* Checks shape, dtype, value range and palette; sets color type and bit depth. */
-static int check_png_image(const ms_tensor *t, const uint8_t *palette, int palette_len,
-                           int *color_type, int *depth) {
-  const char *op = "png_write";
+static int check_png_image(const char *op, const ms_tensor *t, const uint8_t *palette,
+                           int palette_len, int *color_type, int *depth) {
   int c = t->ndim == 3 ? (int)t->shape[2] : 1;
   if (t->ndim < 2 || t->ndim > 3 || c < 1 || c > 4)
     return ms_fail(MS_ERR_INVALID, "%s: needs [H, W] or [H, W, C] with C in 1..4, got %s", op,
@@ -281,10 +280,10 @@ static int check_png_image(const ms_tensor *t, const uint8_t *palette, int palet
   return MS_OK;
 }
 
-int ms_png_write(ms_context *ctx, const char *path, const ms_tensor *img,
-                 const uint8_t *palette_rgb, int palette_len) {
-  const char *op = "png_write";
-  if (!path) return ms_fail(MS_ERR_INVALID, "%s: path is NULL", op);
+int ms_png_encode_mem(ms_context *ctx, const char *op, const char *name, const ms_tensor *img,
+                      const uint8_t *palette_rgb, int palette_len, uint8_t **bytes, size_t *n) {
+  *bytes = NULL;
+  *n = 0;
   if (!palette_rgb && palette_len)
     return ms_fail(MS_ERR_INVALID, "%s: palette is NULL but palette_len is %d", op, palette_len);
   ms_tensor *px;
@@ -295,7 +294,7 @@ int ms_png_write(ms_context *ctx, const char *path, const ms_tensor *img,
   e.img = px;
   e.palette = palette_rgb;
   e.palette_len = palette_len;
-  if ((st = check_png_image(px, palette_rgb, palette_len, &e.color_type, &e.depth))) {
+  if ((st = check_png_image(op, px, palette_rgb, palette_len, &e.color_type, &e.depth))) {
     ms_tensor_free(px);
     return st;
   }
@@ -307,10 +306,26 @@ int ms_png_write(ms_context *ctx, const char *path, const ms_tensor *img,
   free(e.buf16);
   ms_tensor_free(px);
   if (st == 1)
-    st = ms_fail(MS_ERR_IO, "%s: cannot encode %s (libpng: %s)", op, path, e.msg);
+    st = ms_fail(MS_ERR_IO, "%s: cannot encode %s (libpng: %s)", op, name, e.msg);
   else if (st)
-    st = ms_fail(st, "%s: %s: out of memory", op, path);
-  if (!st) st = ms_io_write_atomic(op, path, e.bytes, e.len);
-  free(e.bytes);
+    st = ms_fail(st, "%s: %s: out of memory", op, name);
+  if (st) {
+    free(e.bytes);
+    return st;
+  }
+  *bytes = e.bytes;
+  *n = e.len;
+  return MS_OK;
+}
+
+int ms_png_write(ms_context *ctx, const char *path, const ms_tensor *img,
+                 const uint8_t *palette_rgb, int palette_len) {
+  const char *op = "png_write";
+  if (!path) return ms_fail(MS_ERR_INVALID, "%s: path is NULL", op);
+  uint8_t *bytes;
+  size_t n;
+  int st = ms_png_encode_mem(ctx, op, path, img, palette_rgb, palette_len, &bytes, &n);
+  if (!st) st = ms_io_write_atomic(op, path, bytes, n);
+  free(bytes);
   return st;
 }

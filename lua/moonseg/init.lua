@@ -72,6 +72,12 @@ require "moonseg.serialize"(ms, Tensor, L)
 package.loaded.moonseg = ms
 ms.nn = require "moonseg.nn"
 ms.optim = require "moonseg.optim"
+ms.losses = require "moonseg.losses"
+ms.metrics = require "moonseg.metrics"
+ms.tensorboard = require "moonseg.tensorboard"
+ms.dist = require "moonseg.dist"
+ms.models = require "moonseg.models"
 ms.image = require "moonseg.image"
+ms.data = require "moonseg.data"
 
 return ms

@@ -358,7 +358,6 @@ function Tensor.__tostring_impl(t)
   return "tensor(" .. body .. ", " .. table.concat(meta, ", ") .. ")"
 end
 mt.__tostring = function(t) return Tensor.__tostring_impl(t) end
-mt.__len = function(t) return t:dim() > 0 and t:size(1) or 0 end
 
 Tensor.M = M
 return Tensor

@@ -43,6 +43,8 @@ local function args(names, defaults, ...)
   local first = ...
   local named = false
   if select("#", ...) == 1 and type(first) == "table" then
+    -- a table without list items is the named form ({} means all defaults)
+    if #first == 0 and not Tensor.is_tensor(first) then named = true end
     for _, n in ipairs(names) do if first[n] ~= nil then named = true end end
     for k in pairs(first) do
       if type(k) == "string" then

@@ -1,0 +1,17 @@
+-- models: segmentation models with PaddleSeg's names (ms.models.PPLiteSeg{...}, backbones).
+local stdcnet = require "moonseg.models.stdcnet"
+local pp_liteseg = require "moonseg.models.pp_liteseg"
+
+local models = {
+  layers = require "moonseg.models.layers",
+  STDCNet = stdcnet.STDCNet,
+  STDC1 = stdcnet.STDC1,
+  STDC2 = stdcnet.STDC2,
+  CatBottleneck = stdcnet.CatBottleneck,
+  PPLiteSeg = pp_liteseg.PPLiteSeg,
+  PPLiteSegHead = pp_liteseg.PPLiteSegHead,
+  PPContextModule = pp_liteseg.PPContextModule,
+  UAFM_SpAtten = pp_liteseg.UAFM_SpAtten,
+  SegHead = pp_liteseg.SegHead,
+}
+return models
