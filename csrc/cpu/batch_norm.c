@@ -6,35 +6,29 @@
 /* Row kernels, written once for float and double. Sums run over 8 independent double
  * lanes so the compiler vectorises them without reassociating a single accumulator. */
 #define MS_BN_ROW_KERNELS(T, SUF)                                                                  \
-  static double row_sum_##SUF(const T *x, int64_t n) {                                             \
-    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                                      \
-    int64_t i = 0;                                                                                 \
-    for (; i + 8 <= n; i += 8)                                                                     \
-      for (int j = 0; j < 8; j++)                                                                  \
-        acc[j] += (double)x[i + j];                                                                \
-    double s = 0;                                                                                  \
-    for (; i < n; i++)                                                                             \
-      s += (double)x[i];                                                                           \
-    for (int j = 0; j < 8; j++)                                                                    \
-      s += acc[j];                                                                                 \
-    return s;                                                                                      \
-  }                                                                                                \
-  static double row_sqdev_##SUF(const T *x, int64_t n, double m) {                                 \
-    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                                      \
+  /* sum(x - k) and sum((x - k)^2) in one pass; k (a value of the channel) keeps the               \
+   * second moment free of cancellation when |mean| >> std. */                                     \
+  static void row_moments_##SUF(const T *x, int64_t n, double k, double *s1, double *s2) {         \
+    double a[8] = {0, 0, 0, 0, 0, 0, 0, 0}, b[8] = {0, 0, 0, 0, 0, 0, 0, 0};                       \
     int64_t i = 0;                                                                                 \
     for (; i + 8 <= n; i += 8)                                                                     \
       for (int j = 0; j < 8; j++) {                                                                \
-        double d = (double)x[i + j] - m;                                                           \
-        acc[j] += d * d;                                                                           \
+        double d = (double)x[i + j] - k;                                                           \
+        a[j] += d;                                                                                 \
+        b[j] += d * d;                                                                             \
       }                                                                                            \
-    double s = 0;                                                                                  \
+    double u = 0, v = 0;                                                                           \
     for (; i < n; i++) {                                                                           \
-      double d = (double)x[i] - m;                                                                 \
-      s += d * d;                                                                                  \
+      double d = (double)x[i] - k;                                                                 \
+      u += d;                                                                                      \
+      v += d * d;                                                                                  \
     }                                                                                              \
-    for (int j = 0; j < 8; j++)                                                                    \
-      s += acc[j];                                                                                 \
-    return s;                                                                                      \
+    for (int j = 0; j < 8; j++) {                                                                  \
+      u += a[j];                                                                                   \
+      v += b[j];                                                                                   \
+    }                                                                                              \
+    *s1 = u;                                                                                       \
+    *s2 = v;                                                                                       \
   }                                                                                                \
   /* sum(g) and sum(g * (x - m)) */                                                                \
   static void row_gsums_##SUF(const T *g, const T *x, int64_t n, double m, double *sg,             \
@@ -89,26 +83,40 @@ int ms_cpu_bn_stats(ms_context *ctx, const ms_tensor *x, int64_t n, int64_t c, i
                     double *mean, double *var) {
   if (x->dtype != MS_F32 && x->dtype != MS_F64) return bad_dtype("batch_norm", x);
   int64_t planes = n * c;
-  double *part = malloc(sizeof(double) * (size_t)(planes > 0 ? planes : 1));
+  size_t cnt = (size_t)(planes > 0 ? planes : 1);
+  double *part = malloc(sizeof(double) * cnt * 2);
   if (!part)
     return ms_fail(MS_ERR_OOM, "batch_norm: out of memory for %lld partial sums",
                    (long long)planes);
+  double *part2 = part + cnt;
   const int f32 = x->dtype == MS_F32;
   const char *base = ms_data(x);
   double inv = n * s > 0 ? 1.0 / (double)(n * s) : 0.0;
+  /* shift per channel: its first value (mean and var are shift invariant) */
+  for (int64_t ci = 0; ci < c; ci++)
+    mean[ci] = n * s == 0 ? 0.0
+               : f32      ? (double)((const float *)base)[ci * s]
+                          : ((const double *)base)[ci * s];
   const int par = planes > 1 && planes * s >= 4096;
 #pragma omp parallel for num_threads(ms_threads(ctx)) if (par) schedule(static)
-  for (int64_t p = 0; p < planes; p++)
-    part[p] = f32 ? row_sum_f32((const float *)base + p * s, s)
-                  : row_sum_f64((const double *)base + p * s, s);
-  per_channel(part, n, c, inv, mean);
-#pragma omp parallel for num_threads(ms_threads(ctx)) if (par) schedule(static)
   for (int64_t p = 0; p < planes; p++) {
-    double m = mean[p % c];
-    part[p] = f32 ? row_sqdev_f32((const float *)base + p * s, s, m)
-                  : row_sqdev_f64((const double *)base + p * s, s, m);
+    double k = mean[p % c];
+    if (f32)
+      row_moments_f32((const float *)base + p * s, s, k, &part[p], &part2[p]);
+    else
+      row_moments_f64((const double *)base + p * s, s, k, &part[p], &part2[p]);
   }
-  per_channel(part, n, c, inv, var);
+  double *d1 = var; /* scratch: per-channel mean of (x - k), then the variance */
+  per_channel(part, n, c, inv, d1);
+  for (int64_t ci = 0; ci < c; ci++) {
+    double m1 = d1[ci], m2 = 0;
+    for (int64_t ni = 0; ni < n; ni++)
+      m2 += part2[ni * c + ci];
+    m2 *= inv;
+    double v = m2 - m1 * m1;
+    mean[ci] += m1;
+    var[ci] = v > 0 ? v : 0.0;
+  }
   free(part);
   return MS_OK;
 }

@@ -10,8 +10,10 @@
 #include "mcsl_kernels.h"
 
 /* Positions per task; within a task loops run over positions, so they vectorise
- * when positions are contiguous (S > 1, the segmentation case). */
-#define BLK 256
+ * when positions are contiguous (S > 1, the segmentation case). 1024 positions keep a
+ * task's logits in L2 (19 classes: 76 KB) and read 4 KB runs per class row, which the
+ * prefetchers follow better than 256 (14.5 vs 17 ms for [4, 19, 512, 512] here). */
+#define BLK 1024
 
 static double exp_f64(double x) { return exp(x); }
 static double log_f64(double x) { return log(x); }
@@ -20,9 +22,9 @@ static float log_f32(float x) { return logf(x); }
 /* Position j of a block sits at x + j * ps, class c at + c * cs. Returns the first
  * bad position in the block or -1; adds the block's losses and weights to *ls, *ws. */
 #define CE_KERNELS(T, SUF, EXP, LOG)                                                               \
-  static inline int64_t fwd_##SUF(const T *x, const int64_t *tg, const T *w, int64_t ign,          \
-                                  int64_t nc, int64_t ps, int64_t cs, int64_t nb, T *lse, T *lp,   \
-                                  double *ls, double *ws) {                                        \
+  static inline __attribute__((always_inline))                                                     \
+  int64_t fwd_##SUF(const T *x, const int64_t *tg, const T *w, int64_t ign, int64_t nc,            \
+                    int64_t ps, int64_t cs, int64_t nb, T *lse, T *lp, double *ls, double *ws) {   \
     T mx[BLK], sm[BLK];                                                                            \
     for (int64_t j = 0; j < nb; j++)                                                               \
       mx[j] = x[j * ps], sm[j] = 0;                                                                \
@@ -57,9 +59,9 @@ static float log_f32(float x) { return logf(x); }
     *ws += w_acc;                                                                                  \
     return bad;                                                                                    \
   }                                                                                                \
-  static inline void bwd_##SUF(const T *x, const int64_t *tg, const T *w, int64_t ign, int64_t nc, \
-                               int64_t ps, int64_t cs, int64_t nb, const T *lse, const T *gp,      \
-                               T gscale, T *dx) {                                                  \
+  static inline __attribute__((always_inline)) void bwd_##SUF(                                     \
+      const T *x, const int64_t *tg, const T *w, int64_t ign, int64_t nc, int64_t ps, int64_t cs,  \
+      int64_t nb, const T *lse, const T *gp, T gscale, T *dx) {                                    \
     T sc[BLK], l[BLK];                                                                             \
     for (int64_t j = 0; j < nb; j++) {                                                             \
       int64_t t = tg[j];                                                                           \
@@ -78,6 +80,27 @@ static float log_f32(float x) { return logf(x); }
 
 CE_KERNELS(float, f32, ms_fast_expf, log_f32)
 CE_KERNELS(double, f64, exp_f64, log_f64)
+
+/* ps == 1 (positions contiguous, the [N, C, H, W] case) gets its own copy of the inlined
+ * block kernels with the stride constant, so the loops over positions vectorise. */
+#define CE_DISPATCH(T, SUF)                                                                        \
+  static int64_t fwd_blk_##SUF(const T *x, const int64_t *tg, const T *w, int64_t ign, int64_t nc, \
+                               int64_t ps, int64_t cs, int64_t nb, T *lse, T *lp, double *ls,      \
+                               double *ws) {                                                       \
+    if (ps == 1) return fwd_##SUF(x, tg, w, ign, nc, 1, cs, nb, lse, lp, ls, ws);                  \
+    return fwd_##SUF(x, tg, w, ign, nc, ps, cs, nb, lse, lp, ls, ws);                              \
+  }                                                                                                \
+  static void bwd_blk_##SUF(const T *x, const int64_t *tg, const T *w, int64_t ign, int64_t nc,    \
+                            int64_t ps, int64_t cs, int64_t nb, const T *lse, const T *gp,         \
+                            T gscale, T *dx) {                                                     \
+    if (ps == 1)                                                                                   \
+      bwd_##SUF(x, tg, w, ign, nc, 1, cs, nb, lse, gp, gscale, dx);                                \
+    else                                                                                           \
+      bwd_##SUF(x, tg, w, ign, nc, ps, cs, nb, lse, gp, gscale, dx);                               \
+  }
+
+CE_DISPATCH(float, f32)
+CE_DISPATCH(double, f64)
 
 /* Task t covers positions [p0, p0 + nb) of sample n: blocks along S, or, when S == 1,
  * blocks of samples (each row's classes contiguous). */
@@ -131,11 +154,11 @@ int ms_cpu_cross_entropy(ms_context *ctx, const ms_tensor *logits, const ms_tens
     int64_t xo, po, ps, cs, nb, b;
     task_of(&g, t, &xo, &po, &ps, &cs, &nb);
     if (is32)
-      b = fwd_f32((const float *)xb + xo, tg + po, (const float *)wb, ignore_index, c, ps, cs, nb,
-                  (float *)lb + po, (float *)pb + po, &part[2 * t], &part[2 * t + 1]);
+      b = fwd_blk_f32((const float *)xb + xo, tg + po, (const float *)wb, ignore_index, c, ps, cs,
+                      nb, (float *)lb + po, (float *)pb + po, &part[2 * t], &part[2 * t + 1]);
     else
-      b = fwd_f64((const double *)xb + xo, tg + po, (const double *)wb, ignore_index, c, ps, cs, nb,
-                  (double *)lb + po, (double *)pb + po, &part[2 * t], &part[2 * t + 1]);
+      b = fwd_blk_f64((const double *)xb + xo, tg + po, (const double *)wb, ignore_index, c, ps, cs,
+                      nb, (double *)lb + po, (double *)pb + po, &part[2 * t], &part[2 * t + 1]);
     bad[t] = b < 0 ? -1 : po + b;
   }
   for (int64_t t = 0; t < g.tasks; t++) {
@@ -175,13 +198,13 @@ int ms_cpu_cross_entropy_backward(ms_context *ctx, const ms_tensor *logits, cons
     int64_t xo, po, ps, cs, nb;
     task_of(&g, t, &xo, &po, &ps, &cs, &nb);
     if (is32)
-      bwd_f32((const float *)xb + xo, tg + po, (const float *)wb, ignore_index, c, ps, cs, nb,
-              (const float *)lb + po, gb ? (const float *)gb + po : NULL, (float)gscale,
-              (float *)db + xo);
+      bwd_blk_f32((const float *)xb + xo, tg + po, (const float *)wb, ignore_index, c, ps, cs, nb,
+                  (const float *)lb + po, gb ? (const float *)gb + po : NULL, (float)gscale,
+                  (float *)db + xo);
     else
-      bwd_f64((const double *)xb + xo, tg + po, (const double *)wb, ignore_index, c, ps, cs, nb,
-              (const double *)lb + po, gb ? (const double *)gb + po : NULL, gscale,
-              (double *)db + xo);
+      bwd_blk_f64((const double *)xb + xo, tg + po, (const double *)wb, ignore_index, c, ps, cs, nb,
+                  (const double *)lb + po, gb ? (const double *)gb + po : NULL, gscale,
+                  (double *)db + xo);
   }
   return MS_OK;
 }

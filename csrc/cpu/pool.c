@@ -1,8 +1,15 @@
 /* pool.c: CPU kernels of 2-d max, average and adaptive average pooling (NCHW planes). */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "npr_kernels.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#else
+static int omp_get_thread_num(void) { return 0; }
+#endif
 
 static inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
@@ -15,6 +22,22 @@ static int64_t avg_window(int64_t o, int k, int s, int pad, int64_t in, int64_t 
   *lo = imax(a, 0);
   *hi = imin(b, in);
   return padded;
+}
+
+/* 1 / (columns counted) of each output column's window (0 for an empty window). */
+static void col_factors(int64_t w, int64_t ow, const ms_pool2d_params *p, double *cinv) {
+  for (int64_t j = 0; j < ow; j++) {
+    int64_t ws, we;
+    int64_t pw = avg_window(j, p->kernel[1], p->stride[1], p->padding[1], w, &ws, &we);
+    int64_t cc = p->count_include_pad ? pw : we - ws;
+    cinv[j] = cc > 0 ? 1.0 / (double)cc : 0.0;
+  }
+}
+
+/* Doubles of scratch the average kernels need per thread: the padded row, acc, cinv. */
+static size_t avg_scratch(int64_t ow, const ms_pool2d_params *p) {
+  int64_t wp = (ow > 0 ? ow - 1 : 0) * p->stride[1] + p->kernel[1];
+  return (size_t)(wp + 2 * (ow > 0 ? ow : 1));
 }
 
 /* Plane kernels, written once for float and double (sums accumulate in double). */
@@ -45,38 +68,70 @@ static int64_t avg_window(int64_t o, int k, int s, int pad, int64_t in, int64_t 
       }                                                                                            \
     }                                                                                              \
   }                                                                                                \
+  /* Average pooling is separable: per output row, the window's input rows are summed              \
+   * into a zero-padded double row (contiguous, vectorised), then every output sums its k          \
+   * columns of it. The divisor is a product (rows counted) x (columns counted), so it is          \
+   * applied as rinv * cinv[j]. Backward mirrors it: outputs scatter g / div into the padded       \
+   * row, which is then added to the window's dx rows. sc: avg_scratch(w, ow, k) doubles. */       \
   static void avg_plane_##SUF(const T *x, int64_t h, int64_t w, T *y, int64_t oh, int64_t ow,      \
-                              const ms_pool2d_params *p) {                                         \
+                              const ms_pool2d_params *p, double *sc) {                             \
+    int k = p->kernel[1], st = p->stride[1], pad = p->padding[1];                                  \
+    int64_t wp = (ow - 1) * st + k;                                                                \
+    double *row = sc, *acc = sc + wp, *cinv = acc + ow;                                            \
+    col_factors(w, ow, p, cinv);                                                                   \
+    for (int64_t b = 0; b < wp; b++)                                                               \
+      row[b] = 0;                                                                                  \
+    double *rin = row + pad;                                                                       \
+    int64_t wn = imin(w, wp - pad);                                                                \
     for (int64_t i = 0; i < oh; i++) {                                                             \
       int64_t hs, he;                                                                              \
       int64_t ph = avg_window(i, p->kernel[0], p->stride[0], p->padding[0], h, &hs, &he);          \
-      for (int64_t j = 0; j < ow; j++) {                                                           \
-        int64_t ws, we;                                                                            \
-        int64_t pw = avg_window(j, p->kernel[1], p->stride[1], p->padding[1], w, &ws, &we);        \
-        int64_t div = p->count_include_pad ? ph * pw : (he - hs) * (we - ws);                      \
-        double s = 0;                                                                              \
-        for (int64_t a = hs; a < he; a++)                                                          \
-          for (int64_t b = ws; b < we; b++)                                                        \
-            s += (double)x[a * w + b];                                                             \
-        y[i * ow + j] = div > 0 ? (T)(s / (double)div) : (T)0;                                     \
+      int64_t rc = p->count_include_pad ? ph : he - hs;                                            \
+      double rinv = rc > 0 ? 1.0 / (double)rc : 0.0;                                               \
+      for (int64_t b = 0; b < wn; b++)                                                             \
+        rin[b] = 0;                                                                                \
+      for (int64_t a = hs; a < he; a++) {                                                          \
+        const T *xr = x + a * w;                                                                   \
+        for (int64_t b = 0; b < wn; b++)                                                           \
+          rin[b] += (double)xr[b];                                                                 \
       }                                                                                            \
+      for (int64_t j = 0; j < ow; j++)                                                             \
+        acc[j] = 0;                                                                                \
+      for (int t = 0; t < k; t++)                                                                  \
+        for (int64_t j = 0; j < ow; j++)                                                           \
+          acc[j] += row[j * st + t];                                                               \
+      T *yr = y + i * ow;                                                                          \
+      for (int64_t j = 0; j < ow; j++)                                                             \
+        yr[j] = (T)(acc[j] * (rinv * cinv[j]));                                                    \
     }                                                                                              \
   }                                                                                                \
   static void avg_plane_back_##SUF(const T *g, int64_t h, int64_t w, T *dx, int64_t oh,            \
-                                   int64_t ow, const ms_pool2d_params *p) {                        \
+                                   int64_t ow, const ms_pool2d_params *p, double *sc) {            \
+    int k = p->kernel[1], st = p->stride[1], pad = p->padding[1];                                  \
+    int64_t wp = (ow - 1) * st + k;                                                                \
+    double *row = sc, *acc = sc + wp, *cinv = acc + ow;                                            \
+    col_factors(w, ow, p, cinv);                                                                   \
+    double *rin = row + pad;                                                                       \
+    int64_t wn = imin(w, wp - pad);                                                                \
     memset(dx, 0, sizeof(T) * (size_t)(h * w));                                                    \
     for (int64_t i = 0; i < oh; i++) {                                                             \
       int64_t hs, he;                                                                              \
       int64_t ph = avg_window(i, p->kernel[0], p->stride[0], p->padding[0], h, &hs, &he);          \
-      for (int64_t j = 0; j < ow; j++) {                                                           \
-        int64_t ws, we;                                                                            \
-        int64_t pw = avg_window(j, p->kernel[1], p->stride[1], p->padding[1], w, &ws, &we);        \
-        int64_t div = p->count_include_pad ? ph * pw : (he - hs) * (we - ws);                      \
-        if (div <= 0) continue;                                                                    \
-        T v = (T)((double)g[i * ow + j] / (double)div);                                            \
-        for (int64_t a = hs; a < he; a++)                                                          \
-          for (int64_t b = ws; b < we; b++)                                                        \
-            dx[a * w + b] += v;                                                                    \
+      int64_t rc = p->count_include_pad ? ph : he - hs;                                            \
+      if (he <= hs || rc <= 0) continue;                                                           \
+      double rinv = 1.0 / (double)rc;                                                              \
+      const T *gr = g + i * ow;                                                                    \
+      for (int64_t j = 0; j < ow; j++)                                                             \
+        acc[j] = (double)(T)((double)gr[j] * (rinv * cinv[j]));                                    \
+      for (int64_t b = 0; b < wp; b++)                                                             \
+        row[b] = 0;                                                                                \
+      for (int t = 0; t < k; t++)                                                                  \
+        for (int64_t j = 0; j < ow; j++)                                                           \
+          row[j * st + t] += acc[j];                                                               \
+      for (int64_t a = hs; a < he; a++) {                                                          \
+        T *dr = dx + a * w;                                                                        \
+        for (int64_t b = 0; b < wn; b++)                                                           \
+          dr[b] = (T)((double)dr[b] + rin[b]);                                                     \
       }                                                                                            \
     }                                                                                              \
   }                                                                                                \
@@ -189,15 +244,22 @@ int ms_cpu_avg_pool2d(ms_context *ctx, const ms_tensor *x, const ms_pool2d_param
   if (x->dtype != MS_F32 && x->dtype != MS_F64) return bad_dtype("avg_pool2d", x);
   plane_loop l = loop_of(x, out);
   const int f32 = x->dtype == MS_F32;
-#pragma omp parallel for num_threads(ms_threads(ctx)) if (l.par) schedule(static)
+  int nt = l.par ? ms_threads(ctx) : 1;
+  size_t per = avg_scratch(l.ow, p);
+  double *bufs = malloc(sizeof(double) * (size_t)nt * per);
+  if (!bufs)
+    return ms_fail(MS_ERR_OOM, "avg_pool2d: out of memory for row buffers (%s)", ms_desc(x));
+#pragma omp parallel for num_threads(nt) if (l.par) schedule(static)
   for (int64_t q = 0; q < l.planes; q++) {
     const char *xp = l.in + (size_t)(q * l.h * l.w) * l.esize;
     char *yp = l.out + (size_t)(q * l.oh * l.ow) * l.esize;
+    double *buf = bufs + (size_t)omp_get_thread_num() * per;
     if (f32)
-      avg_plane_f32((const float *)xp, l.h, l.w, (float *)yp, l.oh, l.ow, p);
+      avg_plane_f32((const float *)xp, l.h, l.w, (float *)yp, l.oh, l.ow, p, buf);
     else
-      avg_plane_f64((const double *)xp, l.h, l.w, (double *)yp, l.oh, l.ow, p);
+      avg_plane_f64((const double *)xp, l.h, l.w, (double *)yp, l.oh, l.ow, p, buf);
   }
+  free(bufs);
   return MS_OK;
 }
 
@@ -206,15 +268,23 @@ int ms_cpu_avg_pool2d_backward(ms_context *ctx, const ms_tensor *g, const ms_poo
   if (g->dtype != MS_F32 && g->dtype != MS_F64) return bad_dtype("avg_pool2d_backward", g);
   plane_loop l = loop_of(dx, g);
   const int f32 = g->dtype == MS_F32;
-#pragma omp parallel for num_threads(ms_threads(ctx)) if (l.par) schedule(static)
+  int nt = l.par ? ms_threads(ctx) : 1;
+  size_t per = avg_scratch(l.ow, p);
+  double *bufs = malloc(sizeof(double) * (size_t)nt * per);
+  if (!bufs)
+    return ms_fail(MS_ERR_OOM, "avg_pool2d_backward: out of memory for row buffers (%s)",
+                   ms_desc(g));
+#pragma omp parallel for num_threads(nt) if (l.par) schedule(static)
   for (int64_t q = 0; q < l.planes; q++) {
     char *dp = l.in + (size_t)(q * l.h * l.w) * l.esize;
     const char *gp = l.out + (size_t)(q * l.oh * l.ow) * l.esize;
+    double *buf = bufs + (size_t)omp_get_thread_num() * per;
     if (f32)
-      avg_plane_back_f32((const float *)gp, l.h, l.w, (float *)dp, l.oh, l.ow, p);
+      avg_plane_back_f32((const float *)gp, l.h, l.w, (float *)dp, l.oh, l.ow, p, buf);
     else
-      avg_plane_back_f64((const double *)gp, l.h, l.w, (double *)dp, l.oh, l.ow, p);
+      avg_plane_back_f64((const double *)gp, l.h, l.w, (double *)dp, l.oh, l.ow, p, buf);
   }
+  free(bufs);
   return MS_OK;
 }
 

@@ -94,26 +94,39 @@ static void nearest_taps(int64_t in, int64_t out, axis_taps *t) {
         yr[j] = a0 * b0[j] + a1 * s1[j];                                                           \
     }                                                                                              \
   }                                                                                                \
+  /* Bilinear backward, separable too: output rows are first blended into per-input-row            \
+   * accumulators acc [h, ow] (contiguous, vectorised), then each accumulator row is               \
+   * scattered along w into its dx row. */                                                         \
   static void resize_plane_back_##SUF(const T *g, int64_t h, int64_t w, T *dx, int64_t oh,         \
                                       int64_t ow, const axis_taps *th, const axis_taps *tw,        \
-                                      int nearest) {                                               \
+                                      int nearest, T *acc) {                                       \
     memset(dx, 0, sizeof(T) * (size_t)(h * w));                                                    \
-    for (int64_t i = 0; i < oh; i++) {                                                             \
-      T *r0 = dx + th->i0[i] * w, *r1 = dx + th->i1[i] * w;                                        \
-      const T *gr = g + i * ow;                                                                    \
-      if (nearest) {                                                                               \
+    if (nearest) {                                                                                 \
+      for (int64_t i = 0; i < oh; i++) {                                                           \
+        T *r0 = dx + th->i0[i] * w;                                                                \
+        const T *gr = g + i * ow;                                                                  \
         for (int64_t j = 0; j < ow; j++)                                                           \
           r0[tw->i0[j]] += gr[j];                                                                  \
-        continue;                                                                                  \
       }                                                                                            \
+      return;                                                                                      \
+    }                                                                                              \
+    memset(acc, 0, sizeof(T) * (size_t)(h * ow));                                                  \
+    for (int64_t i = 0; i < oh; i++) {                                                             \
+      T *r0 = acc + th->i0[i] * ow, *r1 = acc + th->i1[i] * ow;                                    \
+      const T *gr = g + i * ow;                                                                    \
       T a0 = (T)th->l0[i], a1 = (T)th->l1[i];                                                      \
+      for (int64_t j = 0; j < ow; j++)                                                             \
+        r0[j] += a0 * gr[j];                                                                       \
+      for (int64_t j = 0; j < ow; j++)                                                             \
+        r1[j] += a1 * gr[j];                                                                       \
+    }                                                                                              \
+    for (int64_t r = 0; r < h; r++) {                                                              \
+      const T *ar = acc + r * ow;                                                                  \
+      T *dr = dx + r * w;                                                                          \
       for (int64_t j = 0; j < ow; j++) {                                                           \
-        int64_t c0 = tw->i0[j], c1 = tw->i1[j];                                                    \
-        T b0 = (T)tw->l0[j], b1 = (T)tw->l1[j], v = gr[j];                                         \
-        r0[c0] += a0 * b0 * v;                                                                     \
-        r0[c1] += a0 * b1 * v;                                                                     \
-        r1[c0] += a1 * b0 * v;                                                                     \
-        r1[c1] += a1 * b1 * v;                                                                     \
+        T v = ar[j];                                                                               \
+        dr[tw->i0[j]] += (T)tw->l0[j] * v;                                                         \
+        dr[tw->i1[j]] += (T)tw->l1[j] * v;                                                         \
       }                                                                                            \
     }                                                                                              \
   }
@@ -159,24 +172,26 @@ static int run(ms_context *ctx, const char *op, const ms_tensor *small, const ms
   const int par = planes > 1 && planes * (oh * ow + h * w) >= 4096;
   const int nt = par ? ms_threads(ctx) : 1;
   size_t esz = f32 ? sizeof(float) : sizeof(double);
-  char *rows = backward ? NULL : malloc((size_t)nt * 2 * (size_t)ow * esz);
-  if (!backward && !rows) {
+  /* per thread: two row buffers (forward) or an [h, ow] accumulator (bilinear backward) */
+  size_t per = backward ? (nearest ? 1 : (size_t)(h * ow)) : 2 * (size_t)ow;
+  char *rows = malloc((size_t)nt * (per > 0 ? per : 1) * esz);
+  if (!rows) {
     free(mem);
     return ms_fail(MS_ERR_OOM, "%s: out of memory for row buffers (%s)", op, ms_desc(small));
   }
 #pragma omp parallel for num_threads(nt) if (par) schedule(static)
   for (int64_t q = 0; q < planes; q++) {
-    char *buf = rows ? rows + (size_t)omp_get_thread_num() * 2 * (size_t)ow * esz : NULL;
+    char *buf = rows + (size_t)omp_get_thread_num() * per * esz;
     if (f32) {
       float *sp = (float *)sb + q * h * w, *bp = (float *)bb + q * oh * ow;
       if (backward)
-        resize_plane_back_f32(bp, h, w, sp, oh, ow, &th, &tw, nearest);
+        resize_plane_back_f32(bp, h, w, sp, oh, ow, &th, &tw, nearest, (float *)buf);
       else
         resize_plane_f32(sp, w, bp, oh, ow, &th, &tw, nearest, (float *)buf);
     } else {
       double *sp = (double *)sb + q * h * w, *bp = (double *)bb + q * oh * ow;
       if (backward)
-        resize_plane_back_f64(bp, h, w, sp, oh, ow, &th, &tw, nearest);
+        resize_plane_back_f64(bp, h, w, sp, oh, ow, &th, &tw, nearest, (double *)buf);
       else
         resize_plane_f64(sp, w, bp, oh, ow, &th, &tw, nearest, (double *)buf);
     }

@@ -364,6 +364,8 @@ const char *ms_safetensors_metadata_value(const ms_safetensors *st, int i);
 int ms_safetensors_save(ms_context *ctx, const char *path, const char *const *names,
                         ms_tensor *const *tensors, int n, const char *const *meta_keys,
                         const char *const *meta_values, int n_meta);
+/* Writes nbytes to path atomically (temporary beside it, fsync, rename, fsync of the directory). */
+int ms_file_write_atomic(const char *path, const void *data, int64_t nbytes);
 
 /* ---- image I/O (csrc/io) ---- */
 /* The format is told by the first bytes (PNG or JPEG), never by the file name. A

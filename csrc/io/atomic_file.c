@@ -134,3 +134,17 @@ void ms_buf_put(ms_buf *b, const char *s, size_t n) {
   memcpy(b->data + b->len, s, n);
   b->len += n;
 }
+
+int ms_file_write_atomic(const char *path, const void *data, int64_t nbytes) {
+  if (!path || (!data && nbytes) || nbytes < 0)
+    return ms_fail(MS_ERR_INVALID, "file_write_atomic: bad arguments");
+  ms_atomic_file f;
+  int rc = ms_atomic_open(&f, path);
+  if (rc) return rc;
+  rc = ms_atomic_write(&f, data, nbytes);
+  if (rc) {
+    ms_atomic_abort(&f);
+    return rc;
+  }
+  return ms_atomic_commit(&f);
+}

@@ -28,7 +28,8 @@ void ms_dataset_free(ms_dataset *ds) {
 }
 
 int ms_dataset_add(ms_dataset *ds, const char *image, const char *label, const char *origin) {
-  if (!ds || !image) return ms_fail(MS_ERR_INVALID, "dataset_add: dataset and image path are required");
+  if (!ds || !image)
+    return ms_fail(MS_ERR_INVALID, "dataset_add: dataset and image path are required");
   if (ds->n == ds->cap) {
     int64_t cap = ds->cap ? ds->cap * 2 : 256;
     ms_sample *s = realloc(ds->samples, sizeof *s * (size_t)cap);
@@ -118,18 +119,26 @@ int ms_dataset_add_list(ms_dataset *ds, const char *root, const char *list_path,
   int rc = MS_OK;
   while (!rc && (len = getline(&line, &cap, f)) >= 0) {
     lineno++;
-    while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
+    while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+      line[--len] = 0;
     char *start = line;
-    while (*start == ' ' || *start == '\t') start++;
+    while (*start == ' ' || *start == '\t')
+      start++;
     if (!*start) continue; /* blank lines are allowed */
     char *end = start + strlen(start);
-    while (end > start && (end[-1] == ' ' || end[-1] == '\t')) *--end = 0;
+    while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
+      *--end = 0;
+    char shown[160]; /* the line as written (splitting cuts it up) */
+    snprintf(shown, sizeof shown, "%s", start);
     char *fields[3] = {NULL, NULL, NULL};
     int nf = split_fields(start, sep, fields, 2);
     if (nf < 1 || nf > 2 || (nf == 2 && !*fields[1]) || !*fields[0]) {
       rc = ms_fail(MS_ERR_IO,
-                   "file list %s line %lld: expected 'image%slabel', got '%s' (%d fields)",
-                   list_path, (long long)lineno, sep && *sep ? sep : " ", line, nf);
+                   "file list %s line %lld: expected 'image%slabel', got '%s' (%s fields)",
+                   list_path, (long long)lineno, sep && *sep ? sep : " ", shown,
+                   nf > 2    ? "more than 2"
+                   : nf == 2 ? "2 (one empty)"
+                             : "no");
       break;
     }
     if (nf == 1 && require_label) {
@@ -142,8 +151,10 @@ int ms_dataset_add_list(ms_dataset *ds, const char *root, const char *list_path,
     snprintf(origin, sizeof origin, "%.48s:%lld", base ? base + 1 : list_path, (long long)lineno);
     char *img = join_path(root, fields[0]);
     char *lab = nf == 2 ? join_path(root, fields[1]) : NULL;
-    if (!img || (nf == 2 && !lab)) rc = ms_fail(MS_ERR_OOM, "file list %s: out of memory", list_path);
-    else rc = ms_dataset_add(ds, img, lab, origin);
+    if (!img || (nf == 2 && !lab))
+      rc = ms_fail(MS_ERR_OOM, "file list %s: out of memory", list_path);
+    else
+      rc = ms_dataset_add(ds, img, lab, origin);
     free(img);
     free(lab);
     added++;

@@ -11,8 +11,8 @@
 
 /* A batch slot of the ring: batch number g lives in slot g % nslots. */
 typedef struct {
-  int64_t g;      /* which global batch this slot holds (-1: empty) */
-  int ready;      /* worker finished (tensors or error) */
+  int64_t g; /* which global batch this slot holds (-1: empty) */
+  int ready; /* worker finished (tensors or error) */
   int status;
   char error[1024];
   ms_tensor *images, *labels;
@@ -24,13 +24,14 @@ struct ms_loader {
   const ms_dataset *ds;
   ms_transform *ops;
   int n_ops;
-  int64_t per_rank;   /* samples this rank sees per epoch */
-  int64_t batches;    /* batches per epoch */
-  int64_t next_g;     /* next global batch the consumer takes */
+  int64_t per_rank; /* samples this rank sees per epoch */
+  int64_t batches;  /* batches per epoch */
+  int64_t next_g;   /* next global batch the consumer takes */
   int64_t skipped;
-  /* epoch order cache: permutation of the dataset for one epoch (read-only once built) */
-  int64_t *order;
-  int64_t order_epoch;
+  /* epoch order cache: this rank's samples for two epochs (slot epoch & 1), so workers on
+   * both sides of an epoch boundary do not rebuild the permutation for every sample */
+  int64_t *order[2];
+  int64_t order_epoch[2];
   pthread_mutex_t order_lock;
   /* workers */
   int nslots;
@@ -40,13 +41,13 @@ struct ms_loader {
   int stop;
   pthread_mutex_t lock;
   pthread_cond_t cond;
-  int64_t consumer_g; /* batches below this are released by the consumer */
+  int64_t consumer_g;   /* batches below this are released by the consumer */
   ms_context *sync_ctx; /* for num_workers = 0 */
 };
 
 typedef struct {
   ms_loader *l;
-  int id;
+  int64_t first_g; /* the first batch this worker makes (fixed before the thread starts) */
   ms_context *ctx;
 } worker_arg;
 
@@ -67,7 +68,8 @@ static int build_order(ms_loader *l, int64_t epoch, int64_t *order) {
   int64_t n = l->ds->n, w = l->cfg.world_size, total = (n + w - 1) / w * w;
   int64_t *perm = malloc(sizeof *perm * (size_t)n);
   if (!perm) return ms_fail(MS_ERR_OOM, "loader: out of memory for the epoch order");
-  for (int64_t i = 0; i < n; i++) perm[i] = i;
+  for (int64_t i = 0; i < n; i++)
+    perm[i] = i;
   if (l->cfg.shuffle)
     for (int64_t i = n - 1; i > 0; i--) {
       int64_t j = (int64_t)draw(l->cfg.seed, (uint64_t)epoch, (uint64_t)i, (uint64_t)i + 1);
@@ -75,7 +77,8 @@ static int build_order(ms_loader *l, int64_t epoch, int64_t *order) {
       perm[i] = perm[j];
       perm[j] = t;
     }
-  for (int64_t k = 0, i = l->cfg.rank; i < total; i += w, k++) order[k] = perm[i % n];
+  for (int64_t k = 0, i = l->cfg.rank; i < total; i += w, k++)
+    order[k] = perm[i % n];
   free(perm);
   return MS_OK;
 }
@@ -83,12 +86,12 @@ static int build_order(ms_loader *l, int64_t epoch, int64_t *order) {
 /* Dataset index of position k in epoch's order (k < per_rank). */
 static int sample_at(ms_loader *l, int64_t epoch, int64_t k, int64_t *idx) {
   pthread_mutex_lock(&l->order_lock);
-  int rc = MS_OK;
-  if (l->order_epoch != epoch) {
-    rc = build_order(l, epoch, l->order);
-    l->order_epoch = rc ? -1 : epoch;
+  int rc = MS_OK, e = (int)(epoch & 1);
+  if (l->order_epoch[e] != epoch) {
+    rc = build_order(l, epoch, l->order[e]);
+    l->order_epoch[e] = rc ? -1 : epoch;
   }
-  if (!rc) *idx = l->order[k];
+  if (!rc) *idx = l->order[e][k];
   pthread_mutex_unlock(&l->order_lock);
   return rc;
 }
@@ -131,8 +134,8 @@ static int load_sample(ms_loader *l, ms_context *ctx, int64_t epoch, int64_t idx
     }
     if (lb->shape[0] != im->shape[0] || lb->shape[1] != im->shape[1]) {
       rc = ms_fail(MS_ERR_INVALID, "sample %s: image %s is %lldx%lld but label %s is %lldx%lld",
-                   s->origin, s->image, (long long)im->shape[1], (long long)im->shape[0],
-                   s->label, (long long)lb->shape[1], (long long)lb->shape[0]);
+                   s->origin, s->image, (long long)im->shape[1], (long long)im->shape[0], s->label,
+                   (long long)lb->shape[1], (long long)lb->shape[0]);
       goto done;
     }
   }
@@ -166,7 +169,8 @@ done:
 static void make_batch(ms_loader *l, ms_context *ctx, int64_t g, slot *sl) {
   int64_t epoch = g / l->batches, b = g % l->batches;
   int64_t first = b * l->cfg.batch_size;
-  int64_t count = first + l->cfg.batch_size <= l->per_rank ? l->cfg.batch_size : l->per_rank - first;
+  int64_t count =
+      first + l->cfg.batch_size <= l->per_rank ? l->cfg.batch_size : l->per_rank - first;
   int rc = MS_OK;
   ms_tensor *images = NULL, *labels = NULL;
   sl->skipped = 0;
@@ -226,11 +230,12 @@ static void *worker_main(void *p) {
   worker_arg *a = p;
   ms_loader *l = a->l;
   pthread_mutex_lock(&l->lock);
-  int64_t g = l->next_g + a->id;
+  int64_t g = a->first_g; /* not next_g: the consumer may have moved on before we run */
   while (!l->stop) {
     slot *sl = &l->slots[g % l->nslots];
     /* The slot is ours once the consumer released the batch nslots before g. */
-    while (!l->stop && g - l->nslots >= l->consumer_g) pthread_cond_wait(&l->cond, &l->lock);
+    while (!l->stop && g - l->nslots >= l->consumer_g)
+      pthread_cond_wait(&l->cond, &l->lock);
     if (l->stop) break;
     pthread_mutex_unlock(&l->lock);
     make_batch(l, a->ctx, g, sl);
@@ -252,7 +257,8 @@ static void stop_workers(ms_loader *l) {
   l->stop = 1;
   pthread_cond_broadcast(&l->cond);
   pthread_mutex_unlock(&l->lock);
-  for (int i = 0; i < l->nthreads; i++) pthread_join(l->threads[i], NULL);
+  for (int i = 0; i < l->nthreads; i++)
+    pthread_join(l->threads[i], NULL);
   free(l->threads);
   l->threads = NULL;
   for (int i = 0; i < l->nslots; i++) {
@@ -276,7 +282,7 @@ static int start_workers(ms_loader *l) {
     if (!rc) {
       a->ctx->num_threads = 1; /* parallelism is across samples */
       a->l = l;
-      a->id = i;
+      a->first_g = l->next_g + i;
       if (pthread_create(&l->threads[i], NULL, worker_main, a) != 0) {
         ms_context_free(a->ctx);
         rc = ms_fail(MS_ERR_INTERNAL, "loader: pthread_create failed for worker %d", i);
@@ -301,11 +307,14 @@ int ms_loader_new(ms_context *ctx, const ms_dataset *ds, const ms_loader_config 
   if (!ds || !cfg || !out || (n_ops && !ops) || n_ops < 0)
     return ms_fail(MS_ERR_INVALID, "loader_new: NULL argument");
   if (ds->n == 0) return ms_fail(MS_ERR_INVALID, "loader_new: the dataset is empty");
-  if (cfg->batch_size < 1) return ms_fail(MS_ERR_INVALID, "loader_new: batch_size must be >= 1, got %d", cfg->batch_size);
+  if (cfg->batch_size < 1)
+    return ms_fail(MS_ERR_INVALID, "loader_new: batch_size must be >= 1, got %d", cfg->batch_size);
   if (cfg->num_workers < 0 || cfg->num_workers > 256)
-    return ms_fail(MS_ERR_INVALID, "loader_new: num_workers must be in 0..256, got %d", cfg->num_workers);
+    return ms_fail(MS_ERR_INVALID, "loader_new: num_workers must be in 0..256, got %d",
+                   cfg->num_workers);
   if (cfg->world_size < 1 || cfg->rank < 0 || cfg->rank >= cfg->world_size)
-    return ms_fail(MS_ERR_INVALID, "loader_new: rank %d is not in [0, world_size %d)", cfg->rank, cfg->world_size);
+    return ms_fail(MS_ERR_INVALID, "loader_new: rank %d is not in [0, world_size %d)", cfg->rank,
+                   cfg->world_size);
   if (ds->with_labels && ds->with_labels != ds->n)
     return ms_fail(MS_ERR_INVALID, "loader_new: %lld of %lld samples have labels; all or none must",
                    (long long)ds->with_labels, (long long)ds->n);
@@ -323,8 +332,10 @@ int ms_loader_new(ms_context *ctx, const ms_dataset *ds, const ms_loader_config 
                    "loader_new: %lld samples per rank give no full batch of %d with drop_last",
                    (long long)((ds->n + cfg->world_size - 1) / cfg->world_size), cfg->batch_size);
   }
-  l->order = malloc(sizeof *l->order * (size_t)l->per_rank);
-  l->order_epoch = -1;
+  for (int e = 0; e < 2; e++) {
+    l->order[e] = malloc(sizeof *l->order[e] * (size_t)l->per_rank);
+    l->order_epoch[e] = -1;
+  }
   l->nslots = cfg->num_workers > 0 ? cfg->num_workers * l->cfg.prefetch : 1;
   l->slots = calloc((size_t)l->nslots, sizeof *l->slots);
   if (n_ops) {
@@ -332,12 +343,15 @@ int ms_loader_new(ms_context *ctx, const ms_dataset *ds, const ms_loader_config 
     if (l->ops) memcpy(l->ops, ops, sizeof *l->ops * (size_t)n_ops);
   }
   l->n_ops = n_ops;
-  int rc = (!l->order || !l->slots || (n_ops && !l->ops)) ? ms_fail(MS_ERR_OOM, "loader_new: out of memory") : MS_OK;
+  int rc = (!l->order[0] || !l->order[1] || !l->slots || (n_ops && !l->ops))
+               ? ms_fail(MS_ERR_OOM, "loader_new: out of memory")
+               : MS_OK;
   if (!rc) rc = ms_context_new(&l->sync_ctx);
   pthread_mutex_init(&l->lock, NULL);
   pthread_mutex_init(&l->order_lock, NULL);
   pthread_cond_init(&l->cond, NULL);
-  for (int i = 0; i < l->nslots && l->slots; i++) l->slots[i].g = -1;
+  for (int i = 0; i < l->nslots && l->slots; i++)
+    l->slots[i].g = -1;
   if (!rc) rc = start_workers(l);
   if (rc) {
     ms_loader_free(l);
@@ -356,7 +370,8 @@ void ms_loader_free(ms_loader *l) {
       ms_tensor_free(l->slots[i].labels);
     }
   free(l->slots);
-  free(l->order);
+  free(l->order[0]);
+  free(l->order[1]);
   free(l->ops);
   ms_context_free(l->sync_ctx);
   pthread_mutex_destroy(&l->lock);
@@ -377,14 +392,17 @@ int ms_loader_next(ms_loader *l, ms_tensor **images, ms_tensor **labels, int64_t
   } else {
     sl = &l->slots[g % l->nslots];
     pthread_mutex_lock(&l->lock);
-    while (!(sl->ready && sl->g == g)) pthread_cond_wait(&l->cond, &l->lock);
+    while (!(sl->ready && sl->g == g))
+      pthread_cond_wait(&l->cond, &l->lock);
     pthread_mutex_unlock(&l->lock);
   }
   int rc = sl->status;
   if (rc) ms_fail(rc, "%s", sl->error); /* re-raised on the consumer's thread */
   *images = sl->images;
-  if (labels) *labels = sl->labels;
-  else ms_tensor_free(sl->labels);
+  if (labels)
+    *labels = sl->labels;
+  else
+    ms_tensor_free(sl->labels);
   l->skipped += sl->skipped;
   if (epoch) *epoch = g / l->batches;
   if (index) *index = g % l->batches;
@@ -415,8 +433,10 @@ int ms_loader_position(const ms_loader *l, int64_t *epoch, int64_t *batch) {
 int ms_loader_seek(ms_loader *l, int64_t epoch, int64_t batch) {
   if (!l) return ms_fail(MS_ERR_INVALID, "loader_seek: NULL loader");
   if (epoch < 0 || batch < 0 || batch >= l->batches)
-    return ms_fail(MS_ERR_INVALID, "loader_seek: position (epoch %lld, batch %lld) out of range "
-                   "(%lld batches per epoch)", (long long)epoch, (long long)batch, (long long)l->batches);
+    return ms_fail(MS_ERR_INVALID,
+                   "loader_seek: position (epoch %lld, batch %lld) out of range "
+                   "(%lld batches per epoch)",
+                   (long long)epoch, (long long)batch, (long long)l->batches);
   stop_workers(l);
   l->next_g = epoch * l->batches + batch;
   return start_workers(l);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "image.h"
+#include "png_fast.h"
 
 /* libpng reports errors by longjmp: every libpng call runs inside one function whose
  * setjmp catches them, and everything it allocates hangs off a state struct the caller
@@ -137,6 +138,12 @@ static int decode_inner(png_dec *d) {
 
 int ms_png_decode(const uint8_t *data, size_t n, ms_image_mode mode, const char *op,
                   const char *name, ms_tensor **out) {
+  /* The fast path takes common files; MOONSEG_PNG_DECODER=libpng forces libpng (tests). */
+  const char *which = getenv("MOONSEG_PNG_DECODER");
+  if (!which || strcmp(which, "libpng") != 0) {
+    int fst = ms_png_fast_decode(data, n, mode, op, name, out);
+    if (fst != MS_PNG_FALLBACK) return fst;
+  }
   png_dec d;
   memset(&d, 0, sizeof d);
   d.data = data;

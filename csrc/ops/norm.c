@@ -98,11 +98,8 @@ int ms_batch_norm(ms_context *ctx, const ms_tensor *x, const ms_tensor *weight,
   if (!(eps >= 0) || !isfinite(momentum))
     return ms_fail(MS_ERR_INVALID, "batch_norm: bad eps %g or momentum %g", eps, momentum);
   int64_t count = n * s;
-  if (training && count == 1)
-    return ms_fail(MS_ERR_INVALID,
-                   "batch_norm: expected more than 1 value per channel when "
-                   "training, got input %s",
-                   ms_desc(x));
+  /* One value per channel in training (e.g. a 1x1 pooled map at batch 1) normalises to
+   * zero as Paddle does (PyTorch refuses); running stats are then left alone. */
   ms_dtype wd = work_dtype(x);
   ms_tensor *xw = NULL, *y = NULL, *sm = NULL, *si = NULL;
   double *buf = malloc(sizeof(double) * 5 * (size_t)(c > 0 ? c : 1));

@@ -216,8 +216,11 @@ H.case("batch_norm bad input names op and shapes", function()
   H.raises(function() F.batch_norm(x, ms.zeros(4), ms.ones(4), ms.ones(5), nil, true) end,
     "batch_norm", "weight", "[5]")
   H.raises(function() F.batch_norm(x, nil, nil, nil, nil, false) end, "batch_norm", "eval mode")
-  H.raises(function() F.batch_norm(rand({ 1, 4 }, "f32"), nil, nil, nil, nil, true) end,
-    "batch_norm", "more than 1 value", "[1, 4]")
+  -- One value per channel trains as Paddle does: the output is the bias, stats untouched.
+  local rm, rv = ms.full({ 4 }, 0.5), ms.full({ 4 }, 2)
+  local one = F.batch_norm(rand({ 1, 4 }, "f32"), rm, rv, nil, ms.full({ 4 }, 3), true)
+  H.near(one:tolist()[1], { 3, 3, 3, 3 }, 1e-4) -- x * inv + (b - mean * inv) in f32
+  H.same_list(rv:tolist(), { 2, 2, 2, 2 })
   H.raises(function() F.batch_norm(rand({ 4 }, "f32"), nil, nil, nil, nil, true) end,
     "batch_norm", "at least 2 dims", "[4]")
   H.raises(function() F.batch_norm(ms.zeros({ 2, 2 }, { dtype = "i64" }), nil, nil, nil, nil, true) end,

@@ -62,6 +62,16 @@ H.case("views share storage and see writes", function()
   H.same_list(ms.ones(2, 3, 4):flatten():size(), { 24 })
 end)
 
+H.case("flip reverses along the given dims and is differentiable", function()
+  local x = ms.arange(6, { dtype = "f64" }):view(2, 3)
+  H.same_list(x:flip(2):tolist()[1], { 2, 1, 0 })
+  H.same_list(x:flip(1):tolist()[1], { 3, 4, 5 })
+  H.same_list(x:flip({ 1, 2 }):tolist()[2], { 2, 1, 0 })
+  H.same_list(x:t():flip(-1):tolist()[1], { 3, 0 })
+  local w = ms.tensor({ 1, 2, 3 }, { dtype = "f64", requires_grad = true })
+  require("moonseg.gradcheck").gradcheck(function(t) return t:flip(1) * ms.tensor({ 1, 2, 3 }, { dtype = "f64" }) end, { w })
+end)
+
 H.case("assignment through indexing", function()
   local x = ms.zeros(3, 3)
   x[2] = 1

@@ -191,6 +191,27 @@ return function(ms, T, A, L)
       { shape = xs })
   end
 
+  -- flip(dim or {dims}): a copy with the order along those dims reversed (as torch.flip).
+  local sh_buf, st_buf = ffi.new("int64_t[8]"), ffi.new("int64_t[8]")
+  function T.flip(x, dims)
+    if type(dims) ~= "table" then dims = { dims } end
+    local nd = x:dim()
+    local shape, strides = x:size(), x:stride()
+    local offset = x:storage_offset()
+    for _, d in ipairs(dims) do
+      local i = cdim(d, nd) % nd + 1
+      if shape[i] > 0 then offset = offset + (shape[i] - 1) * strides[i] end
+      strides[i] = -strides[i]
+    end
+    for i = 1, nd do sh_buf[i - 1], st_buf[i - 1] = shape[i], strides[i] end
+    check(C.ms_as_strided(handle(x), sh_buf, st_buf, nd, offset, out))
+    local v = T.wrap(out[0])
+    local y = take(C.ms_cast(ctx, v._h, x:dtype_code(), out), 2)
+    v:free()
+    if A.needs(x) then A.record("flip", { x }, { y }, function(_, g) return g:flip(dims) end) end
+    return y
+  end
+
   -- A new handle on the same view; shares autograd history like an identity op.
   function T.alias(x)
     check(C.ms_tensor_alias(handle(x), out))

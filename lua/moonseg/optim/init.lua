@@ -104,4 +104,40 @@ function optim.PolynomialDecay(o)
   end
 end
 
+function optim.AdamW:state_dict()
+  local sd = {}
+  for i, v in pairs(self.m) do sd["m." .. i] = v end
+  for i, v in pairs(self.v) do sd["v." .. i] = v end
+  return sd
+end
+function optim.AdamW:load_state_dict(sd)
+  for k, t in pairs(sd) do
+    local kind, i = k:match("^([mv])%.(%d+)$")
+    i = tonumber(i)
+    if not kind or not self.params[i] then error("AdamW:load_state_dict: unexpected key " .. k, 2) end
+    self[kind][i] = t:clone()
+  end
+end
+function optim.AdamW:extra_state() return { t = self.t } end
+function optim.AdamW:load_extra_state(s) self.t = s.t or 0 end
+
+-- Scales all gradients so their global L2 norm is at most max_norm; returns the norm before.
+function optim.clip_grad_norm(params, max_norm)
+  local total = 0
+  for _, p in ipairs(params) do
+    if p.grad then
+      local n = p.grad:norm():item()
+      total = total + n * n
+    end
+  end
+  total = math.sqrt(total)
+  if total > max_norm then
+    local scale = max_norm / (total + 1e-6)
+    ms.no_grad(function()
+      for _, p in ipairs(params) do if p.grad then p.grad:mul_(scale) end end
+    end)
+  end
+  return total
+end
+
 return optim

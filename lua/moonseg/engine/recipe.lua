@@ -1,0 +1,77 @@
+-- recipe.lua: what recipes share: PaddleSeg's train flags, building the run from a recipe
+-- config plus flag overrides, device selection, and the call into the training loop.
+local ms = require "moonseg"
+local flags = require "moonseg.engine.flags"
+local log = require "moonseg.engine.log"
+
+local M = {}
+
+-- The flags of PaddleSeg's tools/train.py plus moonseg's own; defaults come from the recipe.
+function M.spec(d)
+  return {
+    { "iters", "int", d.iters, "training iterations", min = 1 },
+    { "batch_size", "int", d.batch_size, "images per device per iteration", min = 1 },
+    { "learning_rate", "float", d.learning_rate, "base learning rate", min = 0 },
+    { "save_dir", "string", d.save_dir or "output", "where checkpoints, logs and TensorBoard files go" },
+    { "num_workers", "int", d.num_workers or 2, "data loading threads (0: in the training thread)", min = 0 },
+    { "do_eval", "bool", d.do_eval or false, "evaluate at every save_interval and keep best_model" },
+    { "save_interval", "int", d.save_interval or 1000, "iterations between checkpoints (and evaluations)", min = 1 },
+    { "log_iters", "int", d.log_iters or 10, "iterations between [TRAIN] log lines", min = 1 },
+    { "resume_model", "string", nil, "resume from save_dir/iter_N" },
+    { "keep_checkpoint_max", "int", d.keep_checkpoint_max or 5, "iter_N checkpoints kept (0: all)", min = 0 },
+    { "seed", "int", d.seed or 0, "random seed (weights, shuffling, augmentation)" },
+    { "early_stop_intervals", "int", nil, "stop after this many evaluations without a better mIoU", min = 1 },
+    { "use_ema", "bool", false, "evaluate and save an exponential moving average of the weights" },
+    { "device", "string", d.device or "auto", "cpu, gpu or auto (gpu when present)", choices = { "auto", "cpu", "gpu" } },
+    { "dataset_root", "string", nil, "a PaddleSeg-format data set (train_list.txt, val_list.txt)" },
+    { "num_classes", "int", d.num_classes, "number of classes", min = 1 },
+    { "backbone", "string", d.backbone, "STDC1 (PP-LiteSeg-T) or STDC2 (PP-LiteSeg-B)", choices = { "STDC1", "STDC2" } },
+    { "crop_size", "size", d.crop_size, "training crop W H" },
+    { "pretrained", "string", nil, "weights to start from (safetensors; see recipes/tools/convert_pdparams.py)" },
+    { "precision", "string", "fp32", "fp32 (fp16/bf16 need the CUDA backend)", choices = { "fp32", "fp16", "bf16" } },
+    { "amp_level", "string", "O1", "O1 or O2 (with --precision fp16/bf16)", choices = { "O1", "O2" } },
+    { "threads", "int", nil, "CPU threads (default: all cores)", min = 1 },
+    { "log_dir", "string", nil, "also append the log to log_dir/train.log" },
+  }
+end
+
+local function resolve_device(cfg)
+  if cfg.device == "auto" then return ms.has_cuda() and ms.lib.C.ms_cuda_device_count() > 0 and "gpu" or "cpu" end
+  if cfg.device == "gpu" and not (ms.has_cuda() and ms.lib.C.ms_cuda_device_count() > 0) then
+    error("--device gpu: " .. (ms.has_cuda() and "no CUDA device is visible" or
+      "this moonseg was built without CUDA (the CUDA backend is not available yet)"), 0)
+  end
+  return cfg.device
+end
+
+-- parse(defaults, argv, prog) -> cfg (flags merged over the recipe's defaults).
+function M.parse(defaults, argv, prog)
+  local cfg = flags.parse(M.spec(defaults), argv or {}, prog)
+  for k, v in pairs(defaults) do if cfg[k] == nil then cfg[k] = v end end
+  cfg.device = resolve_device(cfg)
+  if cfg.device == "gpu" then error("--device gpu: the CUDA training path is not implemented yet", 0) end
+  if cfg.precision ~= "fp32" then
+    error("--precision " .. cfg.precision .. ": mixed precision needs the CUDA backend, which is not available yet", 0)
+  end
+  if cfg.threads then ms.set_num_threads(cfg.threads) end
+  return cfg
+end
+
+-- Runs a recipe: build(cfg) returns the table train() takes (model, datasets, transforms,
+-- losses, optimizer, lr_schedule); flags fill the rest.
+function M.run(cfg, build)
+  ms.manual_seed(cfg.seed)
+  local parts = build(cfg)
+  for k, v in pairs(cfg) do if parts[k] == nil then parts[k] = v end end
+  if cfg.log_dir then
+    require("moonseg.engine.checkpoint").mkdir(cfg.log_dir)
+    log.attach(cfg.log_dir .. "/train.log")
+  end
+  log.info(string.format("moonseg %s | %s | device %s, %d threads | %s", ms.version, ms.build_info(),
+    cfg.device, ms.get_num_threads(), parts.description or ""))
+  log.info(string.format("model: %d parameters; train samples: %d%s", parts.model:num_parameters(),
+    parts.train_dataset:size(), parts.val_dataset and ("; val samples: " .. parts.val_dataset:size()) or ""))
+  return require("moonseg.engine.train").train(parts)
+end
+
+return M

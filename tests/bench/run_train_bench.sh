@@ -1,0 +1,89 @@
+#!/bin/sh
+# run_train_bench.sh: moonseg's PP-LiteSeg CPU training step against the PyTorch peer, side by
+# side in one run, alternating moonseg and torch for several repetitions per configuration,
+# then medians and the ratio torch_step_s / moonseg_step_s (above 1: moonseg is faster).
+#
+#   tests/bench/run_train_bench.sh [builddir=build-perf] [threads=2] [reps=3] [steps=5] [configs]
+#
+# configs: space-separated BATCHxHxW (default "2x256x256 4x512x512"). Each repetition runs a
+# fresh process per side (two warm-up steps, then `steps` timed steps). moonseg reports the
+# median step of its timed steps, the peer the mean; the table gives the median over reps.
+# Extra flags for both sides: EXTRA="--stdc2" tests/bench/run_train_bench.sh ...
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+build=${1:-build-perf}
+threads=${2:-2}
+reps=${3:-3}
+steps=${4:-5}
+configs=${5:-"2x256x256 4x512x512"}
+extra=${EXTRA:-}
+case $build in /*) ;; *) build="$root/$build" ;; esac
+peer=${PEER:-$root/../shared/bench/torch_ppliteseg.py}
+py=${PYTHON:-/usr/bin/python3}
+export LUA_PATH="$root/lua/?.lua;$root/lua/?/init.lua;;"
+export MOONSEG_LIB="$build/libmoonseg.so"
+export OMP_NUM_THREADS="$threads"
+peer_wrap='
+import contextlib, io, json, resource, runpy, sys
+sys.argv = sys.argv[1:]
+buf = io.StringIO()
+with contextlib.redirect_stdout(buf):
+    runpy.run_path(sys.argv[0], run_name="__main__")
+r = json.loads(buf.getvalue().strip().splitlines()[-1])
+r["impl"] = "torch"
+r["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+print(json.dumps(r))
+'
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+
+echo "# load before: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cpus; $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+for cfg in $configs; do
+  b=${cfg%%x*}; rest=${cfg#*x}; h=${rest%%x*}; w=${rest#*x}
+  i=1
+  while [ "$i" -le "$reps" ]; do
+    # alternate which side goes first, so a load change hits both alike
+    if [ $((i % 2)) -eq 1 ]; then order="moonseg torch"; else order="torch moonseg"; fi
+    for side in $order; do
+      if [ "$side" = moonseg ]; then
+        line=$(luajit "$here/train_step.lua" --batch "$b" --size "$h" "$w" --steps "$steps" \
+          --threads "$threads" $extra)
+      else
+        # the peer runs unchanged inside runpy; its JSON line gets the process's peak RSS
+        # (ru_maxrss, the same VmHWM figure moonseg reports) added
+        line=$("$py" -c "$peer_wrap" "$peer" --batch "$b" --size "$h" "$w" --steps "$steps" \
+          --threads "$threads" $extra)
+      fi
+      echo "$cfg $side $line" >> "$out"
+      echo "  $cfg rep $i $side: $line"
+    done
+    i=$((i + 1))
+  done
+done
+echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+"$py" - "$out" <<'PY'
+import json, statistics, sys
+rows = {}
+for ln in open(sys.argv[1]):
+    cfg, side, js = ln.split(" ", 2)
+    rows.setdefault(cfg, {}).setdefault(side, []).append(json.loads(js))
+print("%-12s %-8s %4s %9s %9s %10s %10s %s" % ("config", "impl", "n", "step_s", "img/s", "rss_MB", "tensor_MB", "all step_s"))
+for cfg, sides in rows.items():
+    med = {}
+    for side in ("moonseg", "torch"):
+        r = sides.get(side, [])
+        if not r:
+            continue
+        st = [x["step_s"] for x in r]
+        med[side] = statistics.median(st)
+        rss = [x.get("peak_rss_mb") for x in r if x.get("peak_rss_mb") is not None]
+        tp = [x.get("tensor_peak_mb") for x in r if x.get("tensor_peak_mb") is not None]
+        b = int(cfg.split("x")[0])
+        print("%-12s %-8s %4d %9.4f %9.2f %10s %10s %s" % (cfg, side, len(st), med[side], b / med[side],
+              "%.0f" % statistics.median(rss) if rss else "-", "%.0f" % statistics.median(tp) if tp else "-",
+              " ".join("%.3f" % v for v in st)))
+    if "moonseg" in med and "torch" in med:
+        print("%-12s ratio torch/moonseg = %.2f" % (cfg, med["torch"] / med["moonseg"]))
+PY
