@@ -1,13 +1,21 @@
 #!/bin/sh
 # Runs every test: a sanitizer build (AddressSanitizer + UndefinedBehaviorSanitizer) with the
-# C and Lua tests, libFuzzer runs of the file parsers, then a release build (warnings as
-# errors) with all tests and the default recipe. Ends with ctest's summary line.
+# C and Lua tests (whole-model tests excepted), libFuzzer runs of the file parsers, then a
+# release build (warnings as errors) with all tests and the default recipe. Ends with
+# ctest's summary line.
 set -e
 cd "$(dirname "$0")/.."
 jobs=$(nproc 2>/dev/null || echo 2)
 
+# Test-side Python tools (TensorBoard's event reader) live in a private virtual environment.
+if [ ! -x .venv-test/bin/python ] || ! .venv-test/bin/python -c "import tensorboard" 2>/dev/null; then
+  python3 -m venv .venv-test
+  .venv-test/bin/pip install -q --disable-pip-version-check tensorboard
+fi
+py="$PWD/.venv-test/bin/python"
+
 echo "== sanitizer build: C and Lua tests =="
-cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DMS_SANITIZE=ON -DMS_WERROR=ON -DMS_WITH_CUDA=OFF >/dev/null
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DMS_SANITIZE=ON -DMS_WERROR=ON -DMS_WITH_CUDA=OFF -DMS_TEST_PYTHON="$py" >/dev/null
 cmake --build build-asan -j "$jobs"
 (cd build-asan && ctest -j "$jobs" --output-on-failure -L sanitize)
 
@@ -17,6 +25,6 @@ cmake --build build-fuzz -j "$jobs"
 (cd build-fuzz && ctest -j "$jobs" --output-on-failure -L fuzz)
 
 echo "== release build: all tests =="
-cmake -S . -B build -DMS_WERROR=ON >/dev/null
+cmake -S . -B build -DMS_WERROR=ON -DMS_TEST_PYTHON="$py" >/dev/null
 cmake --build build -j "$jobs"
 cd build && ctest -j "$jobs" --output-on-failure

@@ -328,8 +328,52 @@ int ms_cpu_reduce(ms_context *ctx, ms_redop op, const ms_tensor *x, const int *r
 }
 
 /* ---- arg max/min along one dim: [outer, n, inner] -> [outer, inner] ---- */
+/* f32 arg-max/min of one chunk [j0, j1) over the n rows: float lanes and int32 indices
+ * with selects, so it vectorises; NaN wins (the first NaN), as in the generic path. */
+static inline __attribute__((always_inline)) void arg_chunk_f32(const float *row, int64_t n,
+                                                                int64_t inner, int64_t j0,
+                                                                int64_t j1, int ismax, float *best,
+                                                                int32_t *bi) {
+  int64_t m = j1 - j0;
+  for (int64_t j = 0; j < m; j++) best[j] = row[j0 + j], bi[j] = 0;
+  for (int64_t i = 1; i < n; i++) {
+    const float *r = row + i * inner + j0;
+    for (int64_t j = 0; j < m; j++) {
+      float v = r[j], b = best[j];
+      int take = ismax ? (v > b || (v != v && b == b)) : (v < b || (v != v && b == b));
+      best[j] = take ? v : b;
+      bi[j] = take ? (int32_t)i : bi[j];
+    }
+  }
+}
+
 int ms_cpu_reduce_arg(ms_context *ctx, ms_redop op, const ms_tensor *x, int64_t outer, int64_t n,
                       int64_t inner, ms_tensor *values, ms_tensor *indices) {
+  if (x->dtype == MS_F32 && values->dtype == MS_F32 && n < INT32_MAX) {
+    enum { CF = 512 };
+    int64_t nch = (inner + CF - 1) / CF, tasks = outer * nch;
+    const float *xb = (const float *)ms_data(x);
+    float *vb = (float *)ms_data(values);
+    int64_t *ib = (int64_t *)ms_data(indices);
+    int ismax = op == MS_RED_MAX;
+    int nt = outer * n * inner < MS_GRAIN ? 1 : ms_threads(ctx);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t t = 0; t < tasks; t++) {
+      int64_t o = t / nch, j0 = (t % nch) * CF, j1 = j0 + CF < inner ? j0 + CF : inner;
+      float best[CF];
+      int32_t bi[CF];
+      const float *row = xb + o * n * inner;
+      if (ismax)
+        arg_chunk_f32(row, n, inner, j0, j1, 1, best, bi);
+      else
+        arg_chunk_f32(row, n, inner, j0, j1, 0, best, bi);
+      for (int64_t j = j0; j < j1; j++) {
+        vb[o * inner + j] = best[j - j0];
+        ib[o * inner + j] = bi[j - j0];
+      }
+    }
+    return MS_OK;
+  }
   enum { CH = 256 };
   int64_t nch = (inner + CH - 1) / CH, tasks = outer * nch;
   int64_t es = ms_dtype_size(x->dtype), ves = ms_dtype_size(values->dtype);

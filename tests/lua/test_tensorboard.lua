@@ -129,7 +129,7 @@ local tool = here .. "/../tools/read_tfevents.py"
 
 -- Runs TensorBoard's reader on path; fails (never skips) when python3 or tensorboard is missing.
 local function tb_read(path)
-  local p = io.popen("python3 '" .. tool .. "' '" .. path .. "' 2>&1; echo \"__rc=$?\"")
+  local p = io.popen((os.getenv("MOONSEG_TEST_PYTHON") or "python3") .. " '" .. tool .. "' '" .. path .. "' 2>&1; echo \"__rc=$?\"")
   local text = p:read("*a")
   p:close()
   local rc = tonumber(text:match("__rc=(%d+)%s*$"))

@@ -82,6 +82,10 @@ function M.parse(spec, argv, prog)
       end
       if f.min and v < f.min then fail(string.format("flag --%s must be >= %s, got %s", name, f.min, s)) end
     elseif kind == "size" then
+      local nxt1, nxt2 = argv[i + 1], argv[i + 2]
+      if not inline and (not tonumber(nxt1 or "") or not tonumber(nxt2 or "")) then
+        fail("flag --" .. name .. " needs two positive integers W H")
+      end
       local w, h = take(), take()
       w, h = tonumber(w), tonumber(h)
       if not w or not h or w < 1 or h < 1 or w ~= math.floor(w) or h ~= math.floor(h) then

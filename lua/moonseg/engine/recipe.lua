@@ -46,12 +46,22 @@ end
 
 -- parse(defaults, argv, prog) -> cfg (flags merged over the recipe's defaults).
 function M.parse(defaults, argv, prog)
-  local cfg = flags.parse(M.spec(defaults), argv or {}, prog)
+  local ok, cfg = pcall(flags.parse, M.spec(defaults), argv or {}, prog)
+  if not ok then -- a usage error: the message, no traceback
+    io.stderr:write(prog, ": ", tostring(cfg), "\n")
+    os.exit(2)
+  end
   for k, v in pairs(defaults) do if cfg[k] == nil then cfg[k] = v end end
-  cfg.device = resolve_device(cfg)
-  if cfg.device == "gpu" then error("--device gpu: the CUDA training path is not implemented yet", 0) end
+  local function usage_error(msg)
+    io.stderr:write(prog, ": ", msg, "\n")
+    os.exit(2)
+  end
+  local okd, dev = pcall(resolve_device, cfg)
+  if not okd then usage_error(dev) end
+  cfg.device = dev
+  if cfg.device == "gpu" then usage_error("--device gpu: the CUDA training path is not implemented yet") end
   if cfg.precision ~= "fp32" then
-    error("--precision " .. cfg.precision .. ": mixed precision needs the CUDA backend, which is not available yet", 0)
+    usage_error("--precision " .. cfg.precision .. ": mixed precision needs the CUDA backend, which is not available yet")
   end
   if cfg.threads then ms.set_num_threads(cfg.threads) end
   return cfg
