@@ -10,6 +10,15 @@
 
 /* Largest image (pixels) a decoder accepts: guards against decompression bombs. */
 #define MS_IMAGE_MAX_PIXELS ((int64_t)1 << 30)
+/* The most pixels a file of nbytes can plausibly hold: a header claiming more is corrupt (or
+ * hostile) and is refused before the output is allocated. JPEG needs at least 2 bits per 8x8
+ * block (a zero DC difference and an end-of-block code), 256 pixels per byte, given a 4x
+ * margin; deflate expands at most ~1032:1 and 1-bit PNGs pack 8 pixels a byte. Either way
+ * with a floor of one megapixel. */
+static inline int64_t ms_image_plausible_pixels(int64_t nbytes, int is_jpeg) {
+  int64_t cap = nbytes * (is_jpeg ? 1024 : 8256);
+  return cap < ((int64_t)1 << 20) ? ((int64_t)1 << 20) : cap;
+}
 
 /* Decoders: data/n is the whole file; op and name only feed error messages. */
 int ms_png_decode(const uint8_t *data, size_t n, ms_image_mode mode, const char *op,

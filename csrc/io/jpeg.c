@@ -37,6 +37,11 @@ int ms_jpeg_decode(const uint8_t *data, size_t n, ms_image_mode mode, const char
     st = ms_fail(MS_ERR_IO, "%s: %s: JPEG of %d x %d pixels is out of range", op, name, w, h);
     goto done;
   }
+  if ((int64_t)w * h > ms_image_plausible_pixels((int64_t)n, 1)) {
+    st = ms_fail(MS_ERR_IO, "%s: %s: corrupt JPEG: its header claims %d x %d pixels, more than %lld "
+                 "bytes can hold", op, name, w, h, (long long)n);
+    goto done;
+  }
   /* Gray files are decoded as gray and expanded to RGB here when the mode asks for RGB. */
   int c_out = mode == MS_IMAGE_LABEL ? 1 : (mode == MS_IMAGE_RGB || !gray) ? 3 : 1;
   int64_t shape[3] = {h, w, c_out};
