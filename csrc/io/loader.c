@@ -100,19 +100,18 @@ static int sample_at(ms_loader *l, int64_t epoch, int64_t k, int64_t *idx) {
 
 static int check_label(const ms_loader *l, const ms_tensor *lab, const ms_sample *s) {
   int64_t n = ms_numel(lab), nc = l->cfg.num_classes, ign = l->cfg.ignore_index;
-  const int64_t *p = (const int64_t *)ms_data(lab);
+  const uint8_t *p = (const uint8_t *)ms_data(lab);
   if (nc <= 0) return MS_OK;
   for (int64_t i = 0; i < n; i++)
-    if ((p[i] < 0 || p[i] >= nc) && p[i] != ign)
+    if (p[i] >= nc && p[i] != ign)
       return ms_fail(MS_ERR_INVALID,
-                     "label %s (%s): value %lld at pixel %lld is outside [0, %lld) and is not "
+                     "label %s (%s): value %d at pixel %lld is outside [0, %lld) and is not "
                      "the ignore index %lld",
-                     s->label, s->origin, (long long)p[i], (long long)i, (long long)nc,
-                     (long long)ign);
+                     s->label, s->origin, p[i], (long long)i, (long long)nc, (long long)ign);
   return MS_OK;
 }
 
-/* Decodes and augments sample idx; *img f32 [3, H, W], *lab i64 [H, W] or NULL. */
+/* Decodes and augments sample idx; *img f32 [3, H, W], *lab u8 [H, W] or NULL. */
 static int load_sample(ms_loader *l, ms_context *ctx, int64_t epoch, int64_t idx, ms_tensor **img,
                        ms_tensor **lab) {
   const ms_sample *s = &l->ds->samples[idx];
@@ -139,13 +138,9 @@ static int load_sample(ms_loader *l, ms_context *ctx, int64_t epoch, int64_t idx
       goto done;
     }
   }
-  ms_tensor *lb_u8 = NULL;
+  /* The label stays u8 here; make_batch widens it straight into the batch's int64 slice. */
   rc = ms_transform_apply(ctx, l->ops, l->n_ops, l->cfg.seed, (uint64_t)epoch, (uint64_t)idx, im,
-                          lb, &im2, lb ? &lb_u8 : NULL);
-  if (!rc && lb_u8) { /* the batch holds int64 labels */
-    rc = ms_cast(ctx, lb_u8, MS_I64, &lb2);
-    ms_tensor_free(lb_u8);
-  }
+                          lb, &im2, lb ? &lb2 : NULL);
   if (rc) {
     char msg[900];
     snprintf(msg, sizeof msg, "%s", ms_last_error());
@@ -206,8 +201,10 @@ static void make_batch(ms_loader *l, ms_context *ctx, int64_t g, slot *sl) {
       int64_t isz = ms_numel(im) * 4;
       memcpy((char *)images->storage->data + k * isz, ms_data(im), (size_t)isz);
       if (lb) {
-        int64_t lsz = ms_numel(lb) * 8;
-        memcpy((char *)labels->storage->data + k * lsz, ms_data(lb), (size_t)lsz);
+        int64_t npx = ms_numel(lb);
+        const uint8_t *src = (const uint8_t *)ms_data(lb);
+        int64_t *dst = (int64_t *)labels->storage->data + k * npx;
+        for (int64_t i = 0; i < npx; i++) dst[i] = src[i];
       }
     }
     ms_tensor_free(im);
