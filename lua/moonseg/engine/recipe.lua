@@ -8,7 +8,7 @@ local M = {}
 
 -- The flags of PaddleSeg's tools/train.py plus moonseg's own; defaults come from the recipe.
 function M.spec(d)
-  return {
+  local spec = {
     { "iters", "int", d.iters, "training iterations", min = 1 },
     { "batch_size", "int", d.batch_size, "images per device per iteration", min = 1 },
     { "learning_rate", "float", d.learning_rate, "base learning rate", min = 0 },
@@ -31,8 +31,11 @@ function M.spec(d)
     { "precision", "string", "fp32", "fp32 (fp16/bf16 need the CUDA backend)", choices = { "fp32", "fp16", "bf16" } },
     { "amp_level", "string", "O1", "O1 or O2 (with --precision fp16/bf16)", choices = { "O1", "O2" } },
     { "threads", "int", nil, "CPU threads (default: all cores)", min = 1 },
-    { "log_dir", "string", nil, "also append the log to log_dir/train.log" },
+    { "log_dir", "string", nil, "also append the log to log_dir/train.log (launching: workerlog.N, default log)" },
   }
+  -- [distributed] the launch and data-parallel flags (engine/launch.lua)
+  for _, f in ipairs(require("moonseg.engine.launch").spec()) do spec[#spec + 1] = f end
+  return spec
 end
 
 local function resolve_device(cfg)
@@ -56,6 +59,14 @@ function M.parse(defaults, argv, prog)
     io.stderr:write(prog, ": ", msg, "\n")
     os.exit(2)
   end
+  -- [distributed] --nproc/--gpus/--ips: become the launcher of the workers (unless this
+  -- process already is one rank of a job: torchrun-style or Slurm environment)
+  local launch = require "moonseg.engine.launch"
+  if launch.wanted(cfg) then
+    local okl, code = pcall(launch.run, cfg, argv or {})
+    if not okl then usage_error(tostring(code)) end
+    os.exit(code)
+  end
   local okd, dev = pcall(resolve_device, cfg)
   if not okd then usage_error(dev) end
   cfg.device = dev
@@ -70,9 +81,15 @@ end
 -- Runs a recipe: build(cfg) returns the table train() takes (model, datasets, transforms,
 -- losses, optimizer, lr_schedule); flags fill the rest.
 function M.run(cfg, build)
+  -- [distributed] one rank of a multi-process job: join the group before building
+  local ddp, dctx = require "moonseg.engine.ddp", nil
+  if require("moonseg.engine.launch").in_job() and ms.dist.resolve_env().world_size > 1 then
+    dctx = ddp.init { timeout = cfg.dist_timeout }
+  end
   ms.manual_seed(cfg.seed)
   local parts = build(cfg)
   for k, v in pairs(cfg) do if parts[k] == nil then parts[k] = v end end
+  if dctx then ddp.attach(dctx, parts, cfg) end
   if cfg.log_dir then
     require("moonseg.engine.checkpoint").mkdir(cfg.log_dir)
     log.attach(cfg.log_dir .. "/train.log")
@@ -81,7 +98,9 @@ function M.run(cfg, build)
     cfg.device, ms.get_num_threads(), parts.description or ""))
   log.info(string.format("model: %d parameters; train samples: %d%s", parts.model:num_parameters(),
     parts.train_dataset:size(), parts.val_dataset and ("; val samples: " .. parts.val_dataset:size()) or ""))
-  return require("moonseg.engine.train").train(parts)
+  local result = require("moonseg.engine.train").train(parts)
+  if dctx then dctx:finish() end
+  return result
 end
 
 return M

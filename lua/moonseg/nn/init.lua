@@ -3,4 +3,5 @@ local Module = require "moonseg.nn.module"
 
 local nn = { Module = Module, class = Module.class, Parameter = Module.Parameter }
 require "moonseg.nn.layers"(nn, require "moonseg")
+require "moonseg.nn.sync_bn"(nn, require "moonseg") -- SyncBatchNorm (distributed)
 return nn

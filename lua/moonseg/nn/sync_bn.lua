@@ -1,0 +1,113 @@
+-- sync_bn.lua: SyncBatchNorm, batch normalization whose batch statistics span every rank of
+-- the process group (count-weighted, so ranks may hold different batch sizes). State-dict
+-- names are nn.BatchNorm2d's (weight, bias, _mean, _variance): checkpoints load either way.
+-- With one process (or in eval mode) it is plain batch normalization.
+local Module = require "moonseg.nn.module"
+
+return function(nn, ms)
+  local F, A, dist = ms.functional, require "moonseg.autograd", require "moonseg.dist"
+
+  -- Reduction dims (all but the channel dim 2) and a broadcast shape [1, C, 1, ...].
+  local function layout(x)
+    local nd = x:dim()
+    if nd < 2 then
+      error("SyncBatchNorm: input must be [N, C, ...], got [" .. table.concat(x:size(), ", ") .. "] " .. x:type(), 3)
+    end
+    local C = x:size(2)
+    local dims, bshape = { 1 }, { 1, C }
+    for d = 3, nd do
+      dims[#dims + 1] = d
+      bshape[d] = 1
+    end
+    return C, dims, bshape
+  end
+
+  -- Global per-channel mean and biased variance over all ranks (f64), and the total count.
+  -- Each rank sends (count, its mean, its sum of squared deviations); Chan's merge of those
+  -- is exact up to rounding and free of the cancellation of sum(x^2) - N mean^2.
+  local function global_stats(x, C, dims, bshape)
+    local n = x:numel() / C
+    local st = ms.zeros(2 * C + 1, { dtype = "f64" })
+    st:narrow(1, 1, 1):fill_(n)
+    if n > 0 then
+      local m = x:mean(dims)
+      st:narrow(1, 2, C):copy_(m)
+      st:narrow(1, C + 2, C):copy_((x - m:view(bshape)):pow(2):sum(dims))
+    end
+    local all = dist.all_gather_into_tensor(st) -- [W, 2C + 1]
+    local counts = all:narrow(2, 1, 1)          -- [W, 1]
+    local N = counts:sum():item()
+    if N < 1 then error("SyncBatchNorm: every rank's batch is empty", 3) end
+    local means, m2s = all:narrow(2, 2, C), all:narrow(2, C + 2, C)
+    local mean = (means * counts):sum(1) / N
+    local dev = means - mean:view(1, C)
+    local var = (m2s + counts * dev * dev):sum(1) / N
+    return mean, var, N
+  end
+
+  local function sync_backward(node, g)
+    local s = node.saved
+    local want_x, want_w, want_b = node.next[1], node.next[2], node.next[3]
+    local bs = s.bshape
+    local xhat = (s.x - s.mean:view(bs)) * s.invstd:view(bs)
+    local sum_g = g:sum(s.dims)
+    local sum_gx = (g * xhat):sum(s.dims)
+    local dx
+    if want_x then
+      -- the statistics depend on every rank's input: reduce the per-channel sums globally
+      local red = ms.cat({ sum_g, sum_gx }, 1)
+      dist.all_reduce(red, "sum")
+      local C = s.C
+      local mg, mgx = red:narrow(1, 1, C) / s.N, red:narrow(1, C + 1, C) / s.N
+      local scale = s.w and (s.w * s.invstd) or s.invstd
+      dx = (g - mg:view(bs) - xhat * mgx:view(bs)) * scale:view(bs)
+    end
+    -- weight and bias get this rank's share; data parallel averages them afterwards
+    return dx, want_w and sum_gx or nil, want_b and sum_g or nil
+  end
+
+  -- sync_batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps):
+  -- F.batch_norm's arguments (momentum as in PyTorch: the weight of the batch statistics).
+  local function sync_batch_norm(x, rm, rv, w, b, training, momentum, eps)
+    if not training or not dist.is_initialized() or dist.get_world_size() == 1 then
+      return F.batch_norm(x, rm, rv, w, b, training, momentum, eps)
+    end
+    local C, dims, bshape = layout(x)
+    local y, mean, invstd, N
+    A.no_grad(function()
+      local mean64, var64
+      mean64, var64, N = global_stats(x, C, dims, bshape)
+      local dt = x:type()
+      mean, invstd = mean64:to(dt), (var64 + eps):rsqrt():to(dt)
+      if rm then rm:mul_(1 - momentum):add_(mean64:to(rm:type()) * momentum) end
+      if rv then
+        local unbiased = N > 1 and var64 * (N / (N - 1)) or var64
+        rv:mul_(1 - momentum):add_(unbiased:to(rv:type()) * momentum)
+      end
+      -- normalise with the global statistics: batch_norm in inference form
+      y = F.batch_norm(x, mean, var64:to(dt), w, b, false, 0, eps)
+    end)
+    if A.needs(x, w, b) then
+      A.record("sync_batch_norm", { x, w, b }, { y }, sync_backward, { x = A.save(x), w = A.save(w),
+        mean = mean, invstd = invstd, N = N, C = C, dims = dims, bshape = bshape })
+    end
+    return y
+  end
+  F.sync_batch_norm = sync_batch_norm
+
+  -- SyncBatchNorm(C, {momentum=0.9, epsilon=1e-5}): Paddle's momentum (weight of the running value).
+  nn.SyncBatchNorm = Module.class("SyncBatchNorm", nn.BatchNorm2d)
+  function nn.SyncBatchNorm:forward(x)
+    return sync_batch_norm(x, self._mean, self._variance, self.weight, self.bias, self.training,
+      1 - self.momentum, self.epsilon)
+  end
+
+  -- A SyncBatchNorm sharing bn's parameters and buffers (no copies).
+  function nn.SyncBatchNorm.from_batch_norm(bn)
+    local s = nn.SyncBatchNorm(bn.num_features, { momentum = bn.momentum, epsilon = bn.epsilon })
+    s.weight, s.bias = bn.weight, bn.bias
+    s._mean, s._variance = bn._mean, bn._variance
+    s.training = bn.training
+    return s
+  end
+end
