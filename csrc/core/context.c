@@ -10,6 +10,9 @@
 
 void openblas_set_num_threads(int num_threads);
 void ms_dnnl_ctx_free(void *dnnl);
+#ifdef MS_WITH_CUDA
+#include "../cuda/cuda_backend.h"
+#endif
 
 int ms_abi_version(void) { return MS_ABI_VERSION; }
 
@@ -27,6 +30,9 @@ int ms_context_new(ms_context **out) {
 void ms_context_free(ms_context *ctx) {
   if (!ctx) return;
   ms_dnnl_ctx_free(ctx->dnnl);
+#ifdef MS_WITH_CUDA
+  ms_cuda_ctx_free(ctx->cuda);
+#endif
   free(ctx);
 }
 
@@ -61,6 +67,9 @@ int ms_cuda_device_count(void) { return 0; }
 #endif
 
 const char *ms_build_info(void) {
+#ifdef MS_WITH_CUDA
+  return ms_cuda_build_info(); /* names the CUDA, cuBLAS and cuDNN versions */
+#endif
   return "moonseg abi " MS_STR(MS_ABI_VERSION) " cpu(openmp, openblas, onednn)"
 #ifdef MS_WITH_CUDA
          " cuda"

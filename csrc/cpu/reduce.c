@@ -335,7 +335,8 @@ static inline __attribute__((always_inline)) void arg_chunk_f32(const float *row
                                                                 int64_t j1, int ismax, float *best,
                                                                 int32_t *bi) {
   int64_t m = j1 - j0;
-  for (int64_t j = 0; j < m; j++) best[j] = row[j0 + j], bi[j] = 0;
+  for (int64_t j = 0; j < m; j++)
+    best[j] = row[j0 + j], bi[j] = 0;
   for (int64_t i = 1; i < n; i++) {
     const float *r = row + i * inner + j0;
     for (int64_t j = 0; j < m; j++) {

@@ -32,11 +32,13 @@ int ms_cuda_fill(ms_context *ctx, ms_tensor *t, double value);
 /* ---- elementwise (elementwise.cu): same contracts as the ms_cpu_* kernels ---- */
 int ms_cuda_binary(ms_context *ctx, ms_binop op, ms_dtype ct, const ms_tensor *a,
                    const ms_tensor *b, ms_tensor *dst);
+/* dst = a op s (reverse: s op a); the scalar is held in sdt first, as the CPU holds it. */
+int ms_cuda_binary_scalar(ms_context *ctx, ms_binop op, ms_dtype ct, const ms_tensor *a, double s,
+                          ms_dtype sdt, int reverse, ms_tensor *dst);
 int ms_cuda_unary(ms_context *ctx, ms_unop op, ms_dtype ct, const ms_tensor *x, double p0,
                   double p1, ms_tensor *dst);
-int ms_cuda_unary_backward(ms_context *ctx, ms_unop op, const ms_tensor *gout,
-                           const ms_tensor *x, const ms_tensor *y, double p0, double p1,
-                           ms_tensor *gin);
+int ms_cuda_unary_backward(ms_context *ctx, ms_unop op, const ms_tensor *gout, const ms_tensor *x,
+                           const ms_tensor *y, double p0, double p1, ms_tensor *gin);
 int ms_cuda_where(ms_context *ctx, const ms_tensor *cond, const ms_tensor *a, const ms_tensor *b,
                   ms_tensor *dst);
 int ms_cuda_axpy(ms_context *ctx, ms_tensor *dst, double alpha, const ms_tensor *src);

@@ -7,11 +7,13 @@
 #ifdef MS_WITH_CUDA
 #include "../cuda/cuda_backend.h"
 #define MS_ON_CUDA(t) ((t)->storage->device == MS_CUDA)
+#define MS_CUDA(call) (call)
 #else
 #define MS_ON_CUDA(t) 0
+#define MS_CUDA(call) ms_fail(MS_ERR_UNSUPPORTED, "moonseg was built without CUDA")
 #endif
 
-static int unsupported_device(const char *op) {
+__attribute__((unused)) static int unsupported_device(const char *op) {
   return ms_fail(MS_ERR_UNSUPPORTED, "%s: not available on this device in this build", op);
 }
 
@@ -25,7 +27,7 @@ int ms_empty(ms_context *ctx, const int64_t *shape, int ndim, ms_dtype dtype,
 
 int ms_fill_(ms_context *ctx, ms_tensor *t, double value) {
   if (ms_check_tensor("fill_", "tensor", t)) return MS_ERR_INVALID;
-  if (MS_ON_CUDA(t)) return unsupported_device("fill_");
+  if (MS_ON_CUDA(t)) return MS_CUDA(ms_cuda_fill(ctx, t, value));
   return ms_cpu_fill(ctx, t, value);
 }
 
@@ -144,7 +146,7 @@ int ms_copy_(ms_context *ctx, ms_tensor *dst, const ms_tensor *src) {
     return unsupported_device("copy_");
 #endif
   }
-  if (MS_ON_CUDA(dst)) return unsupported_device("copy_");
+  if (MS_ON_CUDA(dst)) return MS_CUDA(ms_cuda_copy(ctx, dst, src));
   return ms_cpu_copy(ctx, dst, src);
 }
 
@@ -192,7 +194,7 @@ int ms_uniform_(ms_context *ctx, ms_generator *gen, ms_tensor *t, double low, do
   if (!ms_dtype_is_float(t->dtype))
     return ms_fail(MS_ERR_DTYPE, "uniform_: needs a float tensor, got %s", ms_desc(t));
   if (!(low <= high)) return ms_fail(MS_ERR_INVALID, "uniform_: low %g > high %g", low, high);
-  if (MS_ON_CUDA(t)) return unsupported_device("uniform_");
+  if (MS_ON_CUDA(t)) return MS_CUDA(ms_cuda_uniform(ctx, gen, t, low, high));
   return ms_cpu_uniform(ctx, gen, t, low, high);
 }
 
@@ -201,7 +203,7 @@ int ms_normal_(ms_context *ctx, ms_generator *gen, ms_tensor *t, double mean, do
   if (!ms_dtype_is_float(t->dtype))
     return ms_fail(MS_ERR_DTYPE, "normal_: needs a float tensor, got %s", ms_desc(t));
   if (!(std >= 0)) return ms_fail(MS_ERR_INVALID, "normal_: std must be >= 0, got %g", std);
-  if (MS_ON_CUDA(t)) return unsupported_device("normal_");
+  if (MS_ON_CUDA(t)) return MS_CUDA(ms_cuda_normal(ctx, gen, t, mean, std));
   return ms_cpu_normal(ctx, gen, t, mean, std);
 }
 
@@ -210,7 +212,7 @@ int ms_randint_(ms_context *ctx, ms_generator *gen, ms_tensor *t, int64_t low, i
   if (high <= low)
     return ms_fail(MS_ERR_INVALID, "randint_: empty range [%lld, %lld)", (long long)low,
                    (long long)high);
-  if (MS_ON_CUDA(t)) return unsupported_device("randint_");
+  if (MS_ON_CUDA(t)) return MS_CUDA(ms_cuda_randint(ctx, gen, t, low, high));
   return ms_cpu_randint(ctx, gen, t, low, high);
 }
 
@@ -219,12 +221,13 @@ int ms_dropout(ms_context *ctx, ms_generator *gen, const ms_tensor *x, double p,
   if (check_random("dropout", gen, x)) return MS_ERR_INVALID;
   if (ms_check_float("dropout", "input", x)) return MS_ERR_DTYPE;
   if (!(p >= 0 && p < 1)) return ms_fail(MS_ERR_INVALID, "dropout: p must be in [0, 1), got %g", p);
-  if (MS_ON_CUDA(x)) return unsupported_device("dropout");
   ms_tensor *xc = NULL, *o = NULL, *m = NULL;
   int st = ms_contiguous(ctx, x, &xc);
   if (!st) st = ms_tensor_new_like(x, x->dtype, &o);
   if (!st) st = ms_tensor_new_like(x, x->dtype, &m);
-  if (!st) st = ms_cpu_dropout(ctx, gen, xc, p, o, m);
+  if (!st)
+    st = MS_ON_CUDA(x) ? MS_CUDA(ms_cuda_dropout(ctx, gen, xc, p, o, m))
+                       : ms_cpu_dropout(ctx, gen, xc, p, o, m);
   ms_tensor_free(xc);
   if (st) {
     ms_tensor_free(o);

@@ -5,6 +5,13 @@
 #include "../core/dtype.h"
 #include "../cpu/ew_kernels.h"
 
+#ifdef MS_WITH_CUDA
+#include "../cuda/cuda_backend.h"
+#define MS_CUDA(call, name) (call)
+#else
+#define MS_CUDA(call, name) no_device(name)
+#endif
+
 static const char *bin_name(ms_binop op) {
   static const char *n[] = {"add", "sub", "mul", "div", "pow", "maximum",     "minimum",   "eq",
                             "ne",  "lt",  "le",  "gt",  "ge",  "logical_and", "logical_or"};
@@ -21,7 +28,7 @@ static const char *un_name(ms_unop op) {
 
 static int on_cuda(const ms_tensor *t) { return t->storage->device != MS_CPU; }
 
-static int no_device(const char *op) {
+__attribute__((unused)) static int no_device(const char *op) {
   return ms_fail(MS_ERR_UNSUPPORTED, "%s: not available on this device in this build", op);
 }
 
@@ -58,7 +65,7 @@ static int check_binary(const char *name, const ms_tensor *a, const ms_tensor *b
 
 static int run_binary_into(ms_context *ctx, ms_binop op, const ms_tensor *a, const ms_tensor *b,
                            ms_dtype ct, ms_tensor *dst) {
-  if (on_cuda(dst)) return no_device(bin_name(op));
+  if (on_cuda(dst)) return MS_CUDA(ms_cuda_binary(ctx, op, ct, a, b, dst), bin_name(op));
   return ms_cpu_binary(ctx, op, ct, a, b, dst);
 }
 
@@ -132,6 +139,8 @@ static int scalar_types(ms_binop op, const ms_tensor *a, double s, int reverse, 
 
 static int scalar_into(ms_context *ctx, ms_binop op, const ms_tensor *a, double s, int reverse,
                        ms_dtype ct, ms_dtype sdt, ms_tensor *dst) {
+  if (on_cuda(dst))
+    return MS_CUDA(ms_cuda_binary_scalar(ctx, op, ct, a, s, sdt, reverse, dst), bin_name(op));
   char buf[8];
   ms_storage ss;
   ms_tensor st;
@@ -142,7 +151,6 @@ static int scalar_into(ms_context *ctx, ms_binop op, const ms_tensor *a, double 
   int64_t noshape[1] = {1};
   ms_wrap_host(&ss, &st, buf, noshape, 0, sdt);
   ss.device = a->storage->device;
-  if (on_cuda(dst)) return no_device(bin_name(op));
   return reverse ? ms_cpu_binary(ctx, op, ct, &st, a, dst)
                  : ms_cpu_binary(ctx, op, ct, a, &st, dst);
 }
@@ -240,11 +248,14 @@ int ms_unary(ms_context *ctx, ms_unop op, const ms_tensor *x, double p0, double 
   ms_dtype rt = MS_F32;
   int st = unary_type(op, x, p0, &rt);
   if (st) return st;
-  if (on_cuda(x)) return no_device(name);
   ms_tensor *o;
   if ((st = ms_tensor_new_like(x, rt, &o))) return st;
   ms_dtype ct = op == MS_LOGICAL_NOT ? x->dtype : rt;
-  ms_cpu_unary(ctx, op, ct, x, p0, p1, o);
+  if (on_cuda(x) && (st = MS_CUDA(ms_cuda_unary(ctx, op, ct, x, p0, p1, o), name))) {
+    ms_tensor_free(o);
+    return st;
+  }
+  if (!on_cuda(x)) ms_cpu_unary(ctx, op, ct, x, p0, p1, o);
   *out = o;
   return MS_OK;
 }
@@ -263,8 +274,8 @@ int ms_unary_into(ms_context *ctx, ms_unop op, const ms_tensor *x, double p0, do
   if (!can_cast(rt, dst->dtype))
     return ms_fail(MS_ERR_DTYPE, "%s: result type %s of %s cannot be stored in %s", name,
                    ms_dtype_name(rt), ms_desc(x), ms_desc(dst));
-  if (on_cuda(x)) return no_device(name);
   ms_dtype ct = op == MS_LOGICAL_NOT ? x->dtype : rt;
+  if (on_cuda(x)) return MS_CUDA(ms_cuda_unary(ctx, op, ct, x, p0, p1, dst), name);
   return ms_cpu_unary(ctx, op, ct, x, p0, p1, dst);
 }
 
@@ -289,14 +300,14 @@ int ms_unary_backward(ms_context *ctx, ms_unop op, const ms_tensor *grad_out, co
       (y && !same_shape(y->shape, y->ndim, ref)))
     return ms_fail(MS_ERR_INVALID, "%s: grad_out %s, input %s and output %s must match", name,
                    ms_desc(grad_out), ms_desc(ref), y ? ms_desc(y) : "(none)");
-  if (on_cuda(ref)) return no_device(name);
   ms_tensor *ytmp = NULL, *gi = NULL;
   if (uses_y && !y) {
     if ((st = ms_unary(ctx, op, x, p0, p1, &ytmp))) return st;
     y = ytmp;
   }
   if (!(st = ms_tensor_new_like(ref, ref->dtype, &gi)))
-    st = ms_cpu_unary_backward(ctx, op, grad_out, x, y, p0, p1, gi);
+    st = on_cuda(ref) ? MS_CUDA(ms_cuda_unary_backward(ctx, op, grad_out, x, y, p0, p1, gi), name)
+                      : ms_cpu_unary_backward(ctx, op, grad_out, x, y, p0, p1, gi);
   ms_tensor_free(ytmp);
   if (st) {
     ms_tensor_free(gi);
@@ -322,12 +333,15 @@ int ms_where(ms_context *ctx, const ms_tensor *cond, const ms_tensor *a, const m
   if ((st = ms_broadcast_shapes("where", a->shape, a->ndim, b->shape, b->ndim, s1, &n1)) ||
       (st = ms_broadcast_shapes("where", cond->shape, cond->ndim, s1, n1, s2, &n2)))
     return st;
-  if (on_cuda(a)) return no_device("where");
   ms_tensor *o;
   if ((st = ms_tensor_new(s2, n2, ms_promote_tensors(a, b), a->storage->device,
                           a->storage->device_index, &o)))
     return st;
-  ms_cpu_where(ctx, cond, a, b, o);
+  if (on_cuda(a) && (st = MS_CUDA(ms_cuda_where(ctx, cond, a, b, o), "where"))) {
+    ms_tensor_free(o);
+    return st;
+  }
+  if (!on_cuda(a)) ms_cpu_where(ctx, cond, a, b, o);
   *out = o;
   return MS_OK;
 }
@@ -345,6 +359,6 @@ int ms_axpy_(ms_context *ctx, ms_tensor *dst, double alpha, const ms_tensor *src
   if (!same_shape(shape, nd, dst))
     return ms_fail(MS_ERR_INVALID, "axpy_: source %s does not broadcast to destination %s",
                    ms_desc(src), ms_desc(dst));
-  if (on_cuda(dst)) return no_device("axpy_");
+  if (on_cuda(dst)) return MS_CUDA(ms_cuda_axpy(ctx, dst, alpha, src), "axpy_");
   return ms_cpu_axpy(ctx, dst, alpha, src);
 }

@@ -19,7 +19,7 @@ int ms_cat(ms_context *ctx, ms_tensor *const *xs, int n, int dim, ms_tensor **ou
   for (int i = 1; i < n; i++)
     dt = ms_promote(dt, xs[i]->dtype);
   if (xs[0]->storage->device != MS_CPU)
-    return ms_fail(MS_ERR_UNSUPPORTED, "cat: not available on this device in this build");
+    return ms_fail(MS_ERR_UNSUPPORTED, "cat: not implemented on CUDA yet");
   if (!ref) { /* every input is [0]: so is the result */
     int64_t zero = 0;
     return ms_tensor_new(&zero, 1, dt, MS_CPU, 0, out);

@@ -72,7 +72,7 @@ int ms_matmul(ms_context *ctx, const ms_tensor *a, const ms_tensor *b, ms_tensor
     return ms_fail(MS_ERR_INVALID, "matmul: %s x %s needs more than %d dims", ms_desc(a),
                    ms_desc(b), MS_MAX_DIMS);
   if (a->storage->device != MS_CPU)
-    return ms_fail(MS_ERR_UNSUPPORTED, "matmul: not available on this device in this build");
+    return ms_fail(MS_ERR_UNSUPPORTED, "matmul: not implemented on CUDA yet");
 
   /* Result shape: batch + [n] unless a is 1-d, + [m] unless b is 1-d. */
   int64_t rshape[MS_MAX_DIMS], fshape[MS_MAX_DIMS], fstrides[MS_MAX_DIMS];

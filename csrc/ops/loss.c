@@ -40,7 +40,7 @@ static int check_inputs(const char *op, const ms_tensor *logits, const ms_tensor
   if (reduction != MS_REDUCE_NONE && reduction != MS_REDUCE_MEAN && reduction != MS_REDUCE_SUM)
     return ms_fail(MS_ERR_INVALID, "%s: unknown reduction %d", op, (int)reduction);
   if (logits->storage->device != MS_CPU)
-    return ms_fail(MS_ERR_UNSUPPORTED, "%s: not available on this device in this build", op);
+    return ms_fail(MS_ERR_UNSUPPORTED, "%s: not implemented on CUDA yet", op);
   cs->n = logits->shape[0];
   cs->c = c;
   cs->s = ms_numel(target) / (cs->n ? cs->n : 1);

@@ -26,7 +26,7 @@ static int check_nchw(const char *op, const char *name, const ms_tensor *x) {
   if (x->ndim != 4)
     return ms_fail(MS_ERR_INVALID, "%s: %s must be 4-d [N, C, H, W], got %s", op, name, ms_desc(x));
   if (!ON_CPU(x))
-    return ms_fail(MS_ERR_UNSUPPORTED, "%s: not available on this device in this build", op);
+    return ms_fail(MS_ERR_UNSUPPORTED, "%s: not implemented on CUDA yet", op);
   return MS_OK;
 }
 

@@ -8,7 +8,7 @@ static int check_args(const char *op, const ms_tensor *t, int64_t h, int64_t w, 
   if (t->ndim != 4)
     return ms_fail(MS_ERR_INVALID, "%s: input must be 4-d [N, C, H, W], got %s", op, ms_desc(t));
   if (t->storage->device != MS_CPU)
-    return ms_fail(MS_ERR_UNSUPPORTED, "%s: not available on this device in this build", op);
+    return ms_fail(MS_ERR_UNSUPPORTED, "%s: not implemented on CUDA yet", op);
   if (mode != MS_RESIZE_NEAREST && mode != MS_RESIZE_BILINEAR)
     return ms_fail(MS_ERR_INVALID, "%s: unknown mode %d (input %s)", op, (int)mode, ms_desc(t));
   if (h < 1 || w < 1 || t->shape[2] < 1 || t->shape[3] < 1)

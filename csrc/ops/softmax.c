@@ -24,7 +24,7 @@ int ms_softmax(ms_context *ctx, const ms_tensor *x, int dim, int log, ms_tensor 
   int d;
   if (ms_wrap_dim(op, dim, x->ndim, &d)) return MS_ERR_INVALID;
   if (x->storage->device != MS_CPU)
-    return ms_fail(MS_ERR_UNSUPPORTED, "%s: not available on this device in this build", op);
+    return ms_fail(MS_ERR_UNSUPPORTED, "%s: not implemented on CUDA yet", op);
   int64_t outer, n, inner;
   split_dims(x, d, &outer, &n, &inner);
   ms_tensor *xc = NULL, *y = NULL;
@@ -58,7 +58,7 @@ int ms_softmax_backward(ms_context *ctx, const ms_tensor *grad_out, const ms_ten
   int d;
   if (ms_wrap_dim(op, dim, y->ndim, &d)) return MS_ERR_INVALID;
   if (y->storage->device != MS_CPU)
-    return ms_fail(MS_ERR_UNSUPPORTED, "%s: not available on this device in this build", op);
+    return ms_fail(MS_ERR_UNSUPPORTED, "%s: not implemented on CUDA yet", op);
   int64_t outer, n, inner;
   split_dims(y, d, &outer, &n, &inner);
   ms_tensor *gc = NULL, *yc = NULL, *g = NULL;

@@ -80,4 +80,6 @@ ms.models = require "moonseg.models"
 ms.image = require "moonseg.image"
 ms.data = require "moonseg.data"
 
+ms.cuda = require "moonseg.cuda"
+
 return ms

@@ -94,6 +94,15 @@ function M.plan(cfg)
     end
     devices = split_list(cfg.gpus)
     if #devices == 0 then error("--gpus: no device ids in '" .. cfg.gpus .. "'", 0) end
+    local count = ms.lib.C.ms_cuda_device_count()
+    for _, d in ipairs(devices) do
+      if not tonumber(d) or tonumber(d) >= count then
+        error("--gpus " .. cfg.gpus .. ": CUDA device " .. d .. " is not visible (" .. count ..
+          " device(s)); use --nproc N for CPU workers", 0)
+      end
+    end
+    error("--gpus " .. cfg.gpus .. ": training on CUDA devices is not implemented yet (the CUDA backend " ..
+      "has no convolution yet); use --nproc N for CPU workers", 0)
   end
   local nper = devices and #devices or (cfg.nproc or 1)
   local ips = cfg.ips and split_list(cfg.ips) or nil
