@@ -56,6 +56,8 @@ end
 
 -- Prints the closing line and exits non-zero on any failure.
 function H.done()
+  local gc = package.loaded["moonseg.gradcheck"]
+  if gc and gc.count > 0 then print(string.format("gradient checks: %d", gc.count)) end
   print(string.format("%d passed, %d failed", H.passed, H.failed))
   os.exit(H.failed == 0 and 0 or 1)
 end
