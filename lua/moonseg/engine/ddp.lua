@@ -56,7 +56,11 @@ function M.init(o)
     for r = 0, world - 1 do keys[#keys + 1] = "ms_rdzv/ws/" .. r end
     local t0 = ms.time()
     while true do
-      if store:check("ms_rdzv/error") then error(store:get("ms_rdzv/error"), 0) end
+      if store:check("ms_rdzv/error") then
+        local msg = store:get("ms_rdzv/error")
+        pcall(store.add, store, "ms_rdzv/error_seen", 1) -- lets the store's host shut down
+        error(msg, 0)
+      end
       if store:check("ms_rdzv/ws/0") then
         local w0 = tonumber(store:get("ms_rdzv/ws/0"))
         if w0 ~= world then
@@ -89,6 +93,18 @@ function M.init(o)
       timeout = timeout }
   end)
   if not okc then
+    if ctx.server then
+      -- Keep the store up until the other ranks that joined have read the error (at most 5 s),
+      -- so each of them reports the cause rather than a dropped connection.
+      pcall(function()
+        local joined = 0
+        for r = 1, world - 1 do if store:check("ms_rdzv/claim/" .. r) then joined = joined + 1 end end
+        local t0 = ms.time()
+        while ms.time() - t0 < 5 and store:add("ms_rdzv/error_seen", 0) < joined do
+          pcall(store.wait, store, { "ms_rdzv/never" }, 0.05)
+        end
+      end)
+    end
     store:close()
     if ctx.server then ctx.server:stop() end
     error("distributed start on rank " .. rank .. " of " .. world .. ": " .. tostring(err), 2)
