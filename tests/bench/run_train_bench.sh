@@ -7,7 +7,8 @@
 #
 # configs: space-separated BATCHxHxW (default "2x256x256 4x512x512"). Each repetition runs a
 # fresh process per side (two warm-up steps, then `steps` timed steps). moonseg reports the
-# median step of its timed steps, the peer the mean; the table gives the median over reps.
+# median step of its timed steps, the peer the mean; the table gives the median over reps and
+# the minimum (more robust when other work shares the machine: check the load lines).
 # Extra flags for both sides: EXTRA="--stdc2" tests/bench/run_train_bench.sh ...
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
@@ -69,21 +70,25 @@ rows = {}
 for ln in open(sys.argv[1]):
     cfg, side, js = ln.split(" ", 2)
     rows.setdefault(cfg, {}).setdefault(side, []).append(json.loads(js))
-print("%-12s %-8s %4s %9s %9s %10s %10s %s" % ("config", "impl", "n", "step_s", "img/s", "rss_MB", "tensor_MB", "all step_s"))
+print("%-12s %-8s %4s %9s %9s %9s %10s %10s %s" % ("config", "impl", "n", "step_s", "min_s", "img/s", "rss_MB",
+      "tensor_MB", "all step_s"))
 for cfg, sides in rows.items():
-    med = {}
+    med, mins = {}, {}
     for side in ("moonseg", "torch"):
         r = sides.get(side, [])
         if not r:
             continue
         st = [x["step_s"] for x in r]
         med[side] = statistics.median(st)
+        mins[side] = min(st)
         rss = [x.get("peak_rss_mb") for x in r if x.get("peak_rss_mb") is not None]
         tp = [x.get("tensor_peak_mb") for x in r if x.get("tensor_peak_mb") is not None]
         b = int(cfg.split("x")[0])
-        print("%-12s %-8s %4d %9.4f %9.2f %10s %10s %s" % (cfg, side, len(st), med[side], b / med[side],
+        print("%-12s %-8s %4d %9.4f %9.4f %9.2f %10s %10s %s" % (cfg, side, len(st), med[side], mins[side],
+              b / med[side],
               "%.0f" % statistics.median(rss) if rss else "-", "%.0f" % statistics.median(tp) if tp else "-",
               " ".join("%.3f" % v for v in st)))
     if "moonseg" in med and "torch" in med:
-        print("%-12s ratio torch/moonseg = %.2f" % (cfg, med["torch"] / med["moonseg"]))
+        print("%-12s ratio torch/moonseg: medians %.2f, minima %.2f" % (cfg, med["torch"] / med["moonseg"],
+              mins["torch"] / mins["moonseg"]))
 PY
