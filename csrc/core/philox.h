@@ -1,9 +1,15 @@
-/* philox.h: inline Philox4x32-10 block function shared by CPU kernels (and mirrored in CUDA). */
+/* philox.h: inline Philox4x32-10 block function shared by the CPU kernels and the CUDA ones. */
 #ifndef MS_PHILOX_H
 #define MS_PHILOX_H
 #include <stdint.h>
 
-static inline void ms_philox_block(uint64_t seed, uint64_t ctr_lo, uint64_t ctr_hi,
+#ifdef __CUDACC__
+#define MS_HOST_DEVICE __host__ __device__ __forceinline__
+#else
+#define MS_HOST_DEVICE static inline
+#endif
+
+MS_HOST_DEVICE void ms_philox_block(uint64_t seed, uint64_t ctr_lo, uint64_t ctr_hi,
                                    uint32_t out[4]) {
   uint32_t c0 = (uint32_t)ctr_lo, c1 = (uint32_t)(ctr_lo >> 32);
   uint32_t c2 = (uint32_t)ctr_hi, c3 = (uint32_t)(ctr_hi >> 32);
@@ -23,6 +29,6 @@ static inline void ms_philox_block(uint64_t seed, uint64_t ctr_lo, uint64_t ctr_
 }
 
 /* Uniform float in [0, 1) from 24 high bits. */
-static inline float ms_u32_to_unit(uint32_t x) { return (float)(x >> 8) * (1.0f / 16777216.0f); }
+MS_HOST_DEVICE float ms_u32_to_unit(uint32_t x) { return (float)(x >> 8) * (1.0f / 16777216.0f); }
 
 #endif

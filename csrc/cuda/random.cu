@@ -2,32 +2,8 @@
  * csrc/cpu/random.c. */
 #include <math.h>
 
+#include "../core/philox.h"
 #include "cuda_util.cuh"
-
-/* The same block function as csrc/core/philox.h. */
-__device__ __forceinline__ void philox_block(uint64_t seed, uint64_t ctr_lo, uint64_t ctr_hi,
-                                             uint32_t out[4]) {
-  uint32_t c0 = (uint32_t)ctr_lo, c1 = (uint32_t)(ctr_lo >> 32);
-  uint32_t c2 = (uint32_t)ctr_hi, c3 = (uint32_t)(ctr_hi >> 32);
-  uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
-  for (int round = 0; round < 10; round++) {
-    uint64_t p0 = (uint64_t)0xD2511F53u * c0, p1 = (uint64_t)0xCD9E8D57u * c2;
-    uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1 ^ k0;
-    uint32_t n2 = (uint32_t)(p0 >> 32) ^ c3 ^ k1;
-    c0 = n0;
-    c1 = (uint32_t)p1;
-    c2 = n2;
-    c3 = (uint32_t)p0;
-    k0 += 0x9E3779B9u;
-    k1 += 0xBB67AE85u;
-  }
-  out[0] = c0, out[1] = c1, out[2] = c2, out[3] = c3;
-}
-
-/* Uniform float in [0, 1) from 24 high bits (ms_u32_to_unit). */
-__device__ __forceinline__ float u32_to_unit(uint32_t x) {
-  return (float)(x >> 8) * (1.0f / 16777216.0f);
-}
 
 __device__ __forceinline__ int esize(ms_dtype d) {
   return d == MS_F64 || d == MS_I64    ? 8
@@ -50,10 +26,10 @@ __global__ void gen_kernel(int kind, uint64_t seed, uint64_t offset, char *p, ms
   const int es = esize(d);
   GRID_LOOP(b, nblocks) {
     uint32_t w[4];
-    philox_block(seed, offset + (uint64_t)b, 0, w);
+    ms_philox_block(seed, offset + (uint64_t)b, 0, w);
     if (kind == GEN_UNIFORM) {
       for (int j = 0; j < 4 && b * 4 + j < n; j++) {
-        double u = u32_to_unit(w[j]);
+        double u = ms_u32_to_unit(w[j]);
         ms_cu_store_f64(p + (b * 4 + j) * es, d, a0 + (a1 - a0) * u);
       }
     } else if (kind == GEN_NORMAL) {
@@ -125,8 +101,8 @@ __global__ void dropout_kernel(uint64_t seed, uint64_t offset, const char *x, ch
   const int ex = esize(dx), eo = esize(dout), em = esize(dm);
   GRID_LOOP(i, n) {
     uint32_t w[4];
-    philox_block(seed, offset + (uint64_t)(i >> 2), 0, w);
-    double mv = (double)u32_to_unit(w[i & 3]) >= p ? keep : 0.0;
+    ms_philox_block(seed, offset + (uint64_t)(i >> 2), 0, w);
+    double mv = (double)ms_u32_to_unit(w[i & 3]) >= p ? keep : 0.0;
     ms_cu_store_f64(mask + i * em, dm, mv);
     ms_cu_store_f64(out + i * eo, dout, ms_cu_load_f64(x + i * ex, dx) * mv);
   }

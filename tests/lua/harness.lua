@@ -54,6 +54,36 @@ function H.raises(fn, ...)
   return err
 end
 
+-- Shared test data helpers ---------------------------------------------------------------
+-- A deterministic LCG: rng(seed, lo, hi)() gives values in [lo, hi) (default [-2, 2)).
+function H.rng(seed, lo, hi)
+  lo, hi = lo or -2, hi or 2
+  return function()
+    seed = (seed * 1103515245 + 12345) % 2147483648
+    return lo + (hi - lo) * seed / 2147483648
+  end
+end
+
+-- A tensor of shape filled from rnd (f64 unless dtype), optionally requiring grad.
+function H.rand_tensor(rnd, shape, dtype, requires_grad)
+  local ms = require "moonseg"
+  local n = 1
+  for _, d in ipairs(shape) do n = n * d end
+  local flat = {}
+  for i = 1, n do flat[i] = rnd() end
+  local t = ms.tensor(flat, { dtype = dtype or "f64" }):view(shape)
+  if requires_grad then t:requires_grad_(true) end
+  return t
+end
+
+-- All values of a tensor as a flat row-major Lua list.
+function H.values(t)
+  local b, n = t:to_f64_buffer()
+  local r = {}
+  for i = 1, n do r[i] = b[i - 1] end
+  return r
+end
+
 -- Prints the closing line and exits non-zero on any failure.
 function H.done()
   local gc = package.loaded["moonseg.gradcheck"]

@@ -5,25 +5,10 @@ local H = require "harness"
 local G = require "moonseg.gradcheck"
 local F = ms.functional
 
-local seed = 5
-local function rnd()
-  seed = (seed * 1103515245 + 12345) % 2147483648
-  return seed / 536870912 - 2
-end
+local rnd = H.rng(5)
 local function numel(shape) local n = 1 for _, s in ipairs(shape) do n = n * s end return n end
-local function rand(shape, dtype, rg)
-  local flat = {}
-  for i = 1, numel(shape) do flat[i] = rnd() end
-  local t = ms.tensor(flat, { dtype = dtype or "f64" }):view(shape)
-  if rg then t:requires_grad_(true) end
-  return t
-end
-local function vals(t)
-  local b, n = t:to_f64_buffer()
-  local r = {}
-  for i = 1, n do r[i] = b[i - 1] end
-  return r
-end
+local function rand(shape, dtype, rg) return H.rand_tensor(rnd, shape, dtype, rg) end
+local vals = H.values
 
 -- Source taps of one axis following PyTorch's definitions (written out in Lua).
 local function taps(n_in, n_out, mode, ac)
