@@ -27,6 +27,10 @@ local function run(o)
   ms.manual_seed(1)
   local tr, va = datasets()
   local model = ms.models.PPLiteSeg { num_classes = 5, backbone = "STDC1" }
+  if o.frozen then -- nothing changes between evaluations: lr 0 and BN statistics held
+    for _, m in ipairs(model:modules()) do if m.__class.__name == "BatchNorm2d" then m.momentum = 1 end end
+  end
+  local lr = o.frozen and 0 or 0.02
   local ce = ms.losses.CrossEntropyLoss {}
   local cfg = {
     model = model, train_dataset = tr, val_dataset = va,
@@ -34,8 +38,9 @@ local function run(o)
       T.RandomHorizontalFlip(), T.Normalize() },
     val_transforms = T.Compose { T.Normalize() },
     losses = { types = { ce, ce, ce }, coef = { 1, 1, 1 } },
-    optimizer = ms.optim.SGD { model, lr = 0.02, momentum = 0.9, weight_decay = 4e-5 },
-    lr_schedule = ms.optim.PolynomialDecay { learning_rate = 0.02, decay_steps = o.iters, power = 0.9 },
+    optimizer = ms.optim.SGD { model, lr = lr, momentum = 0.9, weight_decay = 0 },
+    lr_schedule = ms.optim.PolynomialDecay { learning_rate = lr, decay_steps = o.iters, power = 0.9 },
+    early_stop_intervals = o.early_stop,
     iters = o.iters, batch_size = 2, num_workers = o.num_workers or 0, seed = 3,
     save_dir = o.save_dir, save_interval = o.save_interval or 1000, log_iters = 2,
     do_eval = o.do_eval, keep_checkpoint_max = o.keep, resume_model = o.resume, use_ema = o.use_ema,
@@ -100,6 +105,15 @@ H.case("best_model, keep_checkpoint_max and TensorBoard event files", function()
   local img = ev.images["Evaluate/prediction_1"]
   assert(img and #img == 3, "missing prediction images")
   H.eq(img[1].png_channels, 3)
+end)
+
+H.case("early stop after evaluations without a better mIoU", function()
+  -- The first evaluation (iter 2) sets the best; frozen weights cannot beat it, so with
+  -- early_stop_intervals 2 the run stops after the evaluations at iters 4 and 6.
+  local r = run { iters = 20, save_dir = tmp .. "/early", save_interval = 2, do_eval = true, frozen = true, early_stop = 2 }
+  H.eq(r.stopped_early, true)
+  H.eq(r.iter, 6)
+  H.eq(r.best_iter, 2)
 end)
 
 H.case("checkpoints resume errors are clear", function()
