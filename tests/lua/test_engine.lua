@@ -145,6 +145,50 @@ H.case("recipe flags: --help, unknown flags and bad values", function()
   assert(rc ~= 0 and out:find(tmp .. "/missing", 1, true), out)
 end)
 
+H.case("the recipe on a PaddleSeg-format data set, then val.lua with augmentation", function()
+  datasets() -- a PaddleSeg-format set on disk: use it through --dataset_root
+  local root = io.popen("ls -d " .. data_dir .. "/synthetic_*"):read("*l")
+  local out, rc = sh("luajit " .. src .. "/recipes/pp_liteseg.lua --dataset_root " .. root ..
+    " --num_classes 5 --backbone STDC1 --iters 4 --batch_size 2 --crop_size 48 48 --save_interval 4" ..
+    " --num_workers 0 --save_dir " .. tmp .. "/ds")
+  H.eq(rc, 0, out)
+  assert(out:find("[EVAL] #Images: 3 mIoU:", 1, true), out)
+  out, rc = sh("luajit " .. src .. "/recipes/val.lua --model_path " .. tmp .. "/ds/best_model --dataset_root " ..
+    root .. " --aug_eval --flip_horizontal --scales 0.75,1.0")
+  H.eq(rc, 0, out)
+  assert(out:find("[EVAL] #Images: 3 mIoU:", 1, true), out)
+  out, rc = sh("luajit " .. src .. "/recipes/val.lua --model_path " .. tmp .. "/ds/iter_4 --dataset_root " ..
+    root .. " --is_slide --crop_size 32 32 --stride 16 16")
+  H.eq(rc, 0, out)
+end)
+
+H.case("the Cityscapes recipe on a tiny tree in Cityscapes' layout", function()
+  local cs = tmp .. "/cityscapes"
+  for _, split in ipairs { "train", "val" } do
+    os.execute(string.format("mkdir -p %s/leftImg8bit/%s/aachen %s/gtFine/%s/aachen", cs, split, cs, split))
+    for i = 1, 2 do
+      local stem = string.format("%s/%%s/%s/aachen/aachen_%06d_000019", cs, split, i)
+      ms.image.write_png(string.format(stem, "leftImg8bit") .. "_leftImg8bit.png", (ms.rand(64, 128, 3) * 255):to("u8"))
+      ms.image.write_png(string.format(stem, "gtFine") .. "_gtFine_labelTrainIds.png", ms.randint(0, 19, { 64, 128 }):to("u8"))
+    end
+  end
+  local out, rc = sh("luajit " .. src .. "/recipes/pp_liteseg_cityscapes.lua --dataset_root " .. cs ..
+    " --iters 2 --batch_size 2 --crop_size 64 32 --save_interval 2 --num_workers 0 --save_dir " .. tmp .. "/cs")
+  H.eq(rc, 0, out)
+  assert(out:find("[EVAL] #Images: 2 mIoU:", 1, true), out)
+end)
+
+H.case("global gradient-norm clipping", function()
+  local a, b = ms.tensor({ 3, 0 }):requires_grad_(), ms.tensor({ 4 }):requires_grad_()
+  a.grad, b.grad = ms.tensor({ 3, 0 }), ms.tensor({ 4 })
+  local norm = ms.optim.clip_grad_norm({ a, b }, 1)
+  H.near(norm, 5)
+  H.near(a.grad:tolist(), { 0.6, 0 }, 1e-5)
+  H.near(b.grad:tolist(), { 0.8 }, 1e-5)
+  H.near(ms.optim.clip_grad_norm({ a, b }, 10), 1, 1e-5) -- under the limit: unchanged
+  H.near(b.grad:tolist(), { 0.8 }, 1e-5)
+end)
+
 H.case("a hand-written loop from the raw API trains (recipes/custom_loop.lua)", function()
   local out, rc = sh("MOONSEG_CACHE=" .. data_dir .. " luajit " .. src .. "/recipes/custom_loop.lua 20")
   H.eq(rc, 0, out)

@@ -32,6 +32,7 @@ function M.spec(d)
     { "amp_level", "string", "O1", "O1 or O2 (with --precision fp16/bf16)", choices = { "O1", "O2" } },
     { "threads", "int", nil, "CPU threads (default: all cores)", min = 1 },
     { "log_dir", "string", nil, "also append the log to log_dir/train.log (launching: workerlog.N, default log)" },
+    { "skip_bad", "bool", false, "skip unreadable or invalid samples (logged, counted) instead of stopping" },
   }
   -- [distributed] the launch and data-parallel flags (engine/launch.lua)
   for _, f in ipairs(require("moonseg.engine.launch").spec()) do spec[#spec + 1] = f end

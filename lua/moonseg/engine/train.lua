@@ -19,8 +19,9 @@ local function overlay_images(model, dataset, transforms, n, num_classes)
   local loader = ms.data.DataLoader(dataset, { batch_size = 1, transforms = transforms })
   for i = 1, math.min(n, dataset:size()) do
     local img = loader:next()
-    local pred = infer.logits(model, img):argmax(2):squeeze(1) -- [H, W], 1-based class ids
     local raw = ms.image.read((dataset:sample(i))):to("f32")
+    -- predicted at the original size (validation transforms may resize)
+    local pred = infer.logits(model, img, { size = { raw:size(1), raw:size(2) } }):argmax(2):squeeze(1)
     local color = ms.zeros(raw:size())
     for c = 1, num_classes do
       local mask = pred:eq(c):to("f32"):unsqueeze(3)
@@ -160,6 +161,9 @@ function M.train(cfg)
         break
       end
     end
+  end
+  if loader:skipped() > 0 then
+    log.warn(string.format("%d bad samples were skipped (--skip_bad); see the messages above", loader:skipped()))
   end
   loader:close()
   if writer then writer:close() end
