@@ -15,9 +15,8 @@ static void host_account(int64_t delta) {
   int64_t now = __atomic_add_fetch(&host_allocated, delta, __ATOMIC_RELAXED);
   __atomic_add_fetch(&host_storages, delta > 0 ? 1 : -1, __ATOMIC_RELAXED);
   int64_t peak = __atomic_load_n(&host_peak, __ATOMIC_RELAXED);
-  while (now > peak &&
-         !__atomic_compare_exchange_n(&host_peak, &peak, now, 1, __ATOMIC_RELAXED,
-                                      __ATOMIC_RELAXED)) {
+  while (now > peak && !__atomic_compare_exchange_n(&host_peak, &peak, now, 1, __ATOMIC_RELAXED,
+                                                    __ATOMIC_RELAXED)) {
   }
 }
 

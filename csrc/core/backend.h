@@ -10,7 +10,7 @@ int ms_cpu_arange(ms_context *ctx, ms_tensor *t, double start, double step);
 int ms_cpu_uniform(ms_context *ctx, ms_generator *gen, ms_tensor *t, double low, double high);
 int ms_cpu_normal(ms_context *ctx, ms_generator *gen, ms_tensor *t, double mean, double std);
 int ms_cpu_randint(ms_context *ctx, ms_generator *gen, ms_tensor *t, int64_t low, int64_t high);
-int ms_cpu_dropout(ms_context *ctx, ms_generator *gen, const ms_tensor *x, double p,
-                   ms_tensor *out, ms_tensor *mask);
+int ms_cpu_dropout(ms_context *ctx, ms_generator *gen, const ms_tensor *x, double p, ms_tensor *out,
+                   ms_tensor *mask);
 
 #endif

@@ -72,10 +72,10 @@ const char *ms_build_info(void) {
 #endif
   return "moonseg abi " MS_STR(MS_ABI_VERSION) " cpu(openmp, openblas, onednn)"
 #ifdef MS_WITH_CUDA
-         " cuda"
+                                               " cuda"
 #endif
 #ifdef MS_WITH_NCCL
-         " nccl"
+                                               " nccl"
 #endif
       ;
 }

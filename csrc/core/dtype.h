@@ -42,7 +42,7 @@ static inline uint16_t ms_f32_to_f16(float f) {
   uint32_t absx = x & 0x7fffffff;
   if (absx >= 0x7f800000) return (uint16_t)(sign | 0x7c00 | (absx > 0x7f800000 ? 0x200 : 0));
   if (absx >= 0x477ff000) return (uint16_t)(sign | 0x7c00); /* rounds past 65504 */
-  if (absx < 0x38800000) { /* result subnormal or zero */
+  if (absx < 0x38800000) {                                  /* result subnormal or zero */
     if (absx < 0x33000000) return (uint16_t)sign;
     uint32_t e = absx >> 23;
     uint32_t m = (absx & 0x7fffff) | 0x800000;

@@ -59,11 +59,12 @@ int ms_tensor_new(const int64_t *shape, int ndim, ms_dtype dtype, ms_device_type
 /* A new contiguous tensor shaped and placed like t (dtype given). */
 int ms_tensor_new_like(const ms_tensor *t, ms_dtype dtype, ms_tensor **out);
 /* A handle sharing t's storage with new geometry (refcount + 1). */
-int ms_tensor_make_view(const ms_tensor *t, const int64_t *shape, const int64_t *strides,
-                        int ndim, int64_t offset, ms_tensor **out);
+int ms_tensor_make_view(const ms_tensor *t, const int64_t *shape, const int64_t *strides, int ndim,
+                        int64_t offset, ms_tensor **out);
 static inline int64_t ms_numel_of(const int64_t *shape, int ndim) {
   int64_t n = 1;
-  for (int i = 0; i < ndim; i++) n *= shape[i];
+  for (int i = 0; i < ndim; i++)
+    n *= shape[i];
   return n;
 }
 static inline int64_t ms_numel(const ms_tensor *t) { return ms_numel_of(t->shape, t->ndim); }
@@ -88,8 +89,8 @@ void ms_wrap_host(ms_storage *st, ms_tensor *t, void *data, const int64_t *shape
 /* ---- elementwise iteration (core/iter.c) ---- */
 #define MS_ITER_MAX_OPS 4
 typedef struct ms_iter {
-  int nops;                                  /* operand 0 is the output */
-  int ndim;                                  /* after coalescing; innermost last */
+  int nops; /* operand 0 is the output */
+  int ndim; /* after coalescing; innermost last */
   int64_t shape[MS_MAX_DIMS];
   int64_t strides[MS_ITER_MAX_OPS][MS_MAX_DIMS]; /* bytes */
   char *data[MS_ITER_MAX_OPS];

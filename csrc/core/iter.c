@@ -24,7 +24,8 @@ int ms_iter_build(ms_iter *it, int nops, const ms_tensor *const *ops, const int6
   for (int i = 0; i < ndim; i++) {
     if (shape[i] == 1) continue;
     sh[n] = shape[i];
-    for (int k = 0; k < nops; k++) st[k][n] = st[k][i];
+    for (int k = 0; k < nops; k++)
+      st[k][n] = st[k][i];
     n++;
   }
   int m = 0;
@@ -35,22 +36,26 @@ int ms_iter_build(ms_iter *it, int nops, const ms_tensor *const *ops, const int6
         merge = st[k][m - 1] == st[k][i] * sh[i];
       if (merge) {
         sh[m - 1] *= sh[i];
-        for (int k = 0; k < nops; k++) st[k][m - 1] = st[k][i];
+        for (int k = 0; k < nops; k++)
+          st[k][m - 1] = st[k][i];
         continue;
       }
     }
     sh[m] = sh[i];
-    for (int k = 0; k < nops; k++) st[k][m] = st[k][i];
+    for (int k = 0; k < nops; k++)
+      st[k][m] = st[k][i];
     m++;
   }
   if (m == 0) { /* a single element */
     sh[0] = it->numel;
-    for (int k = 0; k < nops; k++) st[k][0] = 0;
+    for (int k = 0; k < nops; k++)
+      st[k][0] = 0;
     m = 1;
   }
   it->ndim = m;
   memcpy(it->shape, sh, sizeof(int64_t) * m);
-  for (int k = 0; k < nops; k++) memcpy(it->strides[k], st[k], sizeof(int64_t) * m);
+  for (int k = 0; k < nops; k++)
+    memcpy(it->strides[k], st[k], sizeof(int64_t) * m);
   return MS_OK;
 }
 
@@ -66,12 +71,14 @@ static void run_rows(const ms_iter *it, ms_loop_fn fn, void *arg, int64_t row_be
     r /= it->shape[d];
   }
   int64_t inner[MS_ITER_MAX_OPS];
-  for (int k = 0; k < nops; k++) inner[k] = it->strides[k][nd - 1];
+  for (int k = 0; k < nops; k++)
+    inner[k] = it->strides[k][nd - 1];
   char *ptr[MS_ITER_MAX_OPS];
   for (int64_t row = row_begin; row < row_end; row++) {
     for (int k = 0; k < nops; k++) {
       char *p = it->data[k] + col_begin * inner[k];
-      for (int d = 0; d < nd - 1; d++) p += idx[d] * it->strides[k][d];
+      for (int d = 0; d < nd - 1; d++)
+        p += idx[d] * it->strides[k][d];
       ptr[k] = p;
     }
     fn(ptr, inner, col_end - col_begin, arg);

@@ -10,7 +10,7 @@
 #endif
 
 MS_HOST_DEVICE void ms_philox_block(uint64_t seed, uint64_t ctr_lo, uint64_t ctr_hi,
-                                   uint32_t out[4]) {
+                                    uint32_t out[4]) {
   uint32_t c0 = (uint32_t)ctr_lo, c1 = (uint32_t)(ctr_lo >> 32);
   uint32_t c2 = (uint32_t)ctr_hi, c3 = (uint32_t)(ctr_hi >> 32);
   uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);

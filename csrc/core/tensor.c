@@ -3,8 +3,8 @@
 
 #include "internal.h"
 
-int ms_tensor_make_view(const ms_tensor *t, const int64_t *shape, const int64_t *strides,
-                        int ndim, int64_t offset, ms_tensor **out) {
+int ms_tensor_make_view(const ms_tensor *t, const int64_t *shape, const int64_t *strides, int ndim,
+                        int64_t offset, ms_tensor **out) {
   if (ndim < 0 || ndim > MS_MAX_DIMS)
     return ms_fail(MS_ERR_INVALID, "view: %d dims, at most %d supported", ndim, MS_MAX_DIMS);
   ms_tensor *v = calloc(1, sizeof *v);
@@ -60,8 +60,7 @@ int ms_tensor_new(const int64_t *shape, int ndim, ms_dtype dtype, ms_device_type
 }
 
 int ms_tensor_new_like(const ms_tensor *t, ms_dtype dtype, ms_tensor **out) {
-  return ms_tensor_new(t->shape, t->ndim, dtype, t->storage->device, t->storage->device_index,
-                       out);
+  return ms_tensor_new(t->shape, t->ndim, dtype, t->storage->device, t->storage->device_index, out);
 }
 
 void ms_tensor_free(ms_tensor *t) {

@@ -84,7 +84,8 @@ int ms_slice(const ms_tensor *t, int dim, int64_t start, int64_t stop, int64_t s
   if (t->ndim == 0) return ms_fail(MS_ERR_INVALID, "slice: cannot slice a 0-d tensor");
   int d;
   if (ms_wrap_dim("slice", dim, t->ndim, &d)) return MS_ERR_INVALID;
-  if (step < 1) return ms_fail(MS_ERR_INVALID, "slice: step must be >= 1, got %lld", (long long)step);
+  if (step < 1)
+    return ms_fail(MS_ERR_INVALID, "slice: step must be >= 1, got %lld", (long long)step);
   int64_t n = t->shape[d];
   if (start < 0) start += n;
   if (stop < 0) stop += n;
@@ -207,8 +208,10 @@ int ms_as_strided(const ms_tensor *t, const int64_t *shape, const int64_t *strid
       break;
     }
     int64_t span = (shape[i] - 1) * strides[i];
-    if (span < 0) lo += span;
-    else hi += span;
+    if (span < 0)
+      lo += span;
+    else
+      hi += span;
   }
   if (lo < 0 || (ms_numel_of(shape, ndim) > 0 && (hi + 1) * esize > t->storage->nbytes))
     return ms_fail(MS_ERR_INVALID,

@@ -7,7 +7,8 @@ typedef struct {
 } cast_arg;
 
 static void copy_same(char **d, const int64_t *s, int64_t n, void *arg) {
-  int64_t es = ((cast_arg *)arg)->dst == ((cast_arg *)arg)->src ? ms_dtype_size(((cast_arg *)arg)->dst) : 0;
+  int64_t es =
+      ((cast_arg *)arg)->dst == ((cast_arg *)arg)->src ? ms_dtype_size(((cast_arg *)arg)->dst) : 0;
   char *o = d[0], *i = d[1];
   if (s[0] == es && s[1] == es) {
     memcpy(o, i, (size_t)(n * es));
@@ -15,16 +16,20 @@ static void copy_same(char **d, const int64_t *s, int64_t n, void *arg) {
   }
   switch (es) {
   case 8:
-    for (int64_t k = 0; k < n; k++) *(uint64_t *)(o + k * s[0]) = *(const uint64_t *)(i + k * s[1]);
+    for (int64_t k = 0; k < n; k++)
+      *(uint64_t *)(o + k * s[0]) = *(const uint64_t *)(i + k * s[1]);
     break;
   case 4:
-    for (int64_t k = 0; k < n; k++) *(uint32_t *)(o + k * s[0]) = *(const uint32_t *)(i + k * s[1]);
+    for (int64_t k = 0; k < n; k++)
+      *(uint32_t *)(o + k * s[0]) = *(const uint32_t *)(i + k * s[1]);
     break;
   case 2:
-    for (int64_t k = 0; k < n; k++) *(uint16_t *)(o + k * s[0]) = *(const uint16_t *)(i + k * s[1]);
+    for (int64_t k = 0; k < n; k++)
+      *(uint16_t *)(o + k * s[0]) = *(const uint16_t *)(i + k * s[1]);
     break;
   default:
-    for (int64_t k = 0; k < n; k++) o[k * s[0]] = i[k * s[1]];
+    for (int64_t k = 0; k < n; k++)
+      o[k * s[0]] = i[k * s[1]];
   }
 }
 
@@ -47,9 +52,12 @@ static void copy_cast(char **d, const int64_t *s, int64_t n, void *arg) {
     for (int64_t k = 0; k < n; k++) {
       int64_t v = ms_load_i64(i + k * s[1], a->src);
       char *p = o + k * s[0];
-      if (a->dst == MS_I64) *(int64_t *)p = v;
-      else if (a->dst == MS_I32) *(int32_t *)p = (int32_t)v;
-      else *(uint8_t *)p = (uint8_t)v;
+      if (a->dst == MS_I64)
+        *(int64_t *)p = v;
+      else if (a->dst == MS_I32)
+        *(int32_t *)p = (int32_t)v;
+      else
+        *(uint8_t *)p = (uint8_t)v;
     }
   } else {
     for (int64_t k = 0; k < n; k++)
@@ -78,10 +86,12 @@ static void fill_loop(char **d, const int64_t *s, int64_t n, void *arg) {
   int64_t es = ms_dtype_size(a->dtype);
   if (a->dtype == MS_F32 && s[0] == 4) {
     float v = (float)a->value, *o = (float *)d[0];
-    for (int64_t k = 0; k < n; k++) o[k] = v;
+    for (int64_t k = 0; k < n; k++)
+      o[k] = v;
     return;
   }
-  for (int64_t k = 0; k < n; k++) memcpy(d[0] + k * s[0], one, (size_t)es);
+  for (int64_t k = 0; k < n; k++)
+    memcpy(d[0] + k * s[0], one, (size_t)es);
 }
 
 int ms_cpu_fill(ms_context *ctx, ms_tensor *t, double value) {
@@ -97,6 +107,7 @@ int ms_cpu_arange(ms_context *ctx, ms_tensor *t, double start, double step) {
   (void)ctx;
   int64_t n = ms_numel(t), es = ms_dtype_size(t->dtype);
   char *p = ms_data(t);
-  for (int64_t k = 0; k < n; k++) ms_store_f64(p + k * es, t->dtype, start + (double)k * step);
+  for (int64_t k = 0; k < n; k++)
+    ms_store_f64(p + k * es, t->dtype, start + (double)k * step);
   return MS_OK;
 }

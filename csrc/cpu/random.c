@@ -17,8 +17,8 @@ static uint32_t word_at(const ms_generator *g, int64_t i) {
 typedef void (*gen_fn)(ms_context *ctx, const ms_generator *g, char *p, ms_dtype d, int64_t n,
                        const double *args);
 
-static int generate(ms_context *ctx, ms_generator *g, ms_tensor *t, gen_fn fn,
-                    const double *args, uint64_t blocks) {
+static int generate(ms_context *ctx, ms_generator *g, ms_tensor *t, gen_fn fn, const double *args,
+                    uint64_t blocks) {
   int64_t n = ms_numel(t);
   ms_tensor *tmp = t;
   if (!ms_is_contiguous(t)) {
@@ -78,8 +78,10 @@ static void gen_randint(ms_context *ctx, const ms_generator *g, char *p, ms_dtyp
       uint64_t r = ((uint64_t)w[2 * j + 1] << 32) | w[2 * j];
       int64_t v = low + (int64_t)(r % range);
       char *q = p + (b * 2 + j) * es;
-      if (d == MS_I64) *(int64_t *)q = v;
-      else ms_store_f64(q, d, (double)v);
+      if (d == MS_I64)
+        *(int64_t *)q = v;
+      else
+        ms_store_f64(q, d, (double)v);
     }
   }
 }
@@ -100,8 +102,8 @@ int ms_cpu_randint(ms_context *ctx, ms_generator *g, ms_tensor *t, int64_t low, 
 }
 
 /* x is contiguous (the op layer ensures it); mask holds 0 or 1/(1-p). */
-int ms_cpu_dropout(ms_context *ctx, ms_generator *g, const ms_tensor *x, double p,
-                   ms_tensor *out, ms_tensor *mask) {
+int ms_cpu_dropout(ms_context *ctx, ms_generator *g, const ms_tensor *x, double p, ms_tensor *out,
+                   ms_tensor *mask) {
   int64_t n = ms_numel(mask), es = ms_dtype_size(mask->dtype);
   char *m = ms_data(mask), *o = ms_data(out);
   const char *xp = ms_data(x);

@@ -118,17 +118,16 @@ int ms_tensor_same_storage(const ms_tensor *a, const ms_tensor *b);
 int64_t ms_tensor_storage_nbytes(const ms_tensor *t);
 
 /* ---- creation and copies -------------------------------------------------- */
-int ms_empty(ms_context *ctx, const int64_t *shape, int ndim, ms_dtype dtype,
-             ms_device_type device, int device_index, ms_tensor **out);
-int ms_full(ms_context *ctx, const int64_t *shape, int ndim, ms_dtype dtype,
-            ms_device_type device, int device_index, double value, ms_tensor **out);
+int ms_empty(ms_context *ctx, const int64_t *shape, int ndim, ms_dtype dtype, ms_device_type device,
+             int device_index, ms_tensor **out);
+int ms_full(ms_context *ctx, const int64_t *shape, int ndim, ms_dtype dtype, ms_device_type device,
+            int device_index, double value, ms_tensor **out);
 /* start, start+step, ... while < end (> end for a negative step). */
 int ms_arange(ms_context *ctx, double start, double end, double step, ms_dtype dtype,
               ms_device_type device, int device_index, ms_tensor **out);
 /* Copies nbytes of host memory (contiguous, row-major, of dtype) into a new tensor. */
-int ms_from_host(ms_context *ctx, const void *data, int64_t nbytes, const int64_t *shape,
-                 int ndim, ms_dtype dtype, ms_device_type device, int device_index,
-                 ms_tensor **out);
+int ms_from_host(ms_context *ctx, const void *data, int64_t nbytes, const int64_t *shape, int ndim,
+                 ms_dtype dtype, ms_device_type device, int device_index, ms_tensor **out);
 /* Writes all elements of t, row-major, converted to double. n must be numel. */
 int ms_read_f64(ms_context *ctx, const ms_tensor *t, double *dst, int64_t n);
 /* Writes all elements row-major in t's own dtype into dst (nbytes = numel*size). */
@@ -138,8 +137,8 @@ int ms_fill_(ms_context *ctx, ms_tensor *t, double value);
 int ms_copy_(ms_context *ctx, ms_tensor *dst, const ms_tensor *src);
 int ms_contiguous(ms_context *ctx, const ms_tensor *t, ms_tensor **out);
 int ms_cast(ms_context *ctx, const ms_tensor *t, ms_dtype dtype, ms_tensor **out);
-int ms_to_device(ms_context *ctx, const ms_tensor *t, ms_device_type device,
-                 int device_index, ms_tensor **out);
+int ms_to_device(ms_context *ctx, const ms_tensor *t, ms_device_type device, int device_index,
+                 ms_tensor **out);
 
 /* In-place random fills from gen (advances gen->offset). */
 int ms_uniform_(ms_context *ctx, ms_generator *gen, ms_tensor *t, double low, double high);
@@ -148,8 +147,8 @@ int ms_normal_(ms_context *ctx, ms_generator *gen, ms_tensor *t, double mean, do
 int ms_randint_(ms_context *ctx, ms_generator *gen, ms_tensor *t, int64_t low, int64_t high);
 /* Keeps each element with probability 1-p and scales kept ones by 1/(1-p);
  * mask (same dtype as x) holds 0 or 1/(1-p) so backward is grad * mask. */
-int ms_dropout(ms_context *ctx, ms_generator *gen, const ms_tensor *x, double p,
-               ms_tensor **out, ms_tensor **mask);
+int ms_dropout(ms_context *ctx, ms_generator *gen, const ms_tensor *x, double p, ms_tensor **out,
+               ms_tensor **mask);
 
 /* ---- views (no data copied; dims are 0-based here, negatives count from the end) */
 int ms_view(const ms_tensor *t, const int64_t *shape, int ndim, ms_tensor **out);
@@ -198,7 +197,7 @@ typedef enum ms_unop {
   MS_LEAKY_RELU = 9, /* p0 = negative slope */
   MS_GELU = 10,      /* p0 = 0: erf form, 1: tanh approximation */
   MS_HARDSWISH = 11,
-  MS_CLAMP = 12,     /* p0 = min, p1 = max (use +-inf for one-sided) */
+  MS_CLAMP = 12,      /* p0 = min, p1 = max (use +-inf for one-sided) */
   MS_POW_SCALAR = 13, /* x ^ p0 */
   MS_SIGN = 14,
   MS_RECIPROCAL = 15,
@@ -216,17 +215,16 @@ int ms_binary_into(ms_context *ctx, ms_binop op, const ms_tensor *a, const ms_te
 /* out = a op s (reverse: s op a). */
 int ms_binary_scalar(ms_context *ctx, ms_binop op, const ms_tensor *a, double s, int reverse,
                      ms_tensor **out);
-int ms_binary_scalar_into(ms_context *ctx, ms_binop op, const ms_tensor *a, double s,
-                          int reverse, ms_tensor *dst);
+int ms_binary_scalar_into(ms_context *ctx, ms_binop op, const ms_tensor *a, double s, int reverse,
+                          ms_tensor *dst);
 int ms_unary(ms_context *ctx, ms_unop op, const ms_tensor *x, double p0, double p1,
              ms_tensor **out);
 int ms_unary_into(ms_context *ctx, ms_unop op, const ms_tensor *x, double p0, double p1,
                   ms_tensor *dst);
 /* grad_in = grad_out * d op(x)/dx; y = op(x) may be passed (or NULL) where the
  * derivative is cheaper from the output (exp, sigmoid, tanh, relu). */
-int ms_unary_backward(ms_context *ctx, ms_unop op, const ms_tensor *grad_out,
-                      const ms_tensor *x, const ms_tensor *y, double p0, double p1,
-                      ms_tensor **grad_in);
+int ms_unary_backward(ms_context *ctx, ms_unop op, const ms_tensor *grad_out, const ms_tensor *x,
+                      const ms_tensor *y, double p0, double p1, ms_tensor **grad_in);
 /* out = cond ? a : b, broadcasting all three. */
 int ms_where(ms_context *ctx, const ms_tensor *cond, const ms_tensor *a, const ms_tensor *b,
              ms_tensor **out);
@@ -277,20 +275,20 @@ int ms_conv2d_backward(ms_context *ctx, const ms_tensor *grad_out, const ms_tens
  * running stats. save_mean / save_invstd ([C], f32) feed the backward. */
 int ms_batch_norm(ms_context *ctx, const ms_tensor *x, const ms_tensor *weight,
                   const ms_tensor *bias, ms_tensor *running_mean, ms_tensor *running_var,
-                  int training, double momentum, double eps, ms_tensor **out,
-                  ms_tensor **save_mean, ms_tensor **save_invstd);
+                  int training, double momentum, double eps, ms_tensor **out, ms_tensor **save_mean,
+                  ms_tensor **save_invstd);
 int ms_batch_norm_backward(ms_context *ctx, const ms_tensor *grad_out, const ms_tensor *x,
                            const ms_tensor *weight, const ms_tensor *save_mean,
                            const ms_tensor *save_invstd, int training, ms_tensor **dx,
                            ms_tensor **dweight, ms_tensor **dbias);
 /* Normalises over the last normalized_ndim dims; weight/bias shaped like them or NULL. */
-int ms_layer_norm(ms_context *ctx, const ms_tensor *x, int normalized_ndim,
-                  const ms_tensor *weight, const ms_tensor *bias, double eps, ms_tensor **out,
-                  ms_tensor **save_mean, ms_tensor **save_rstd);
+int ms_layer_norm(ms_context *ctx, const ms_tensor *x, int normalized_ndim, const ms_tensor *weight,
+                  const ms_tensor *bias, double eps, ms_tensor **out, ms_tensor **save_mean,
+                  ms_tensor **save_rstd);
 int ms_layer_norm_backward(ms_context *ctx, const ms_tensor *grad_out, const ms_tensor *x,
-                           int normalized_ndim, const ms_tensor *weight,
-                           const ms_tensor *save_mean, const ms_tensor *save_rstd,
-                           ms_tensor **dx, ms_tensor **dweight, ms_tensor **dbias);
+                           int normalized_ndim, const ms_tensor *weight, const ms_tensor *save_mean,
+                           const ms_tensor *save_rstd, ms_tensor **dx, ms_tensor **dweight,
+                           ms_tensor **dbias);
 
 /* ---- pooling -------------------------------------------------------------------- */
 typedef struct ms_pool2d_params {
@@ -300,27 +298,25 @@ typedef struct ms_pool2d_params {
   int32_t ceil_mode;
   int32_t count_include_pad; /* average pooling only */
 } ms_pool2d_params;
-int ms_max_pool2d(ms_context *ctx, const ms_tensor *x, const ms_pool2d_params *p,
-                  ms_tensor **out, ms_tensor **indices);
+int ms_max_pool2d(ms_context *ctx, const ms_tensor *x, const ms_pool2d_params *p, ms_tensor **out,
+                  ms_tensor **indices);
 int ms_max_pool2d_backward(ms_context *ctx, const ms_tensor *grad_out, const ms_tensor *x,
                            const ms_tensor *indices, ms_tensor **dx);
-int ms_avg_pool2d(ms_context *ctx, const ms_tensor *x, const ms_pool2d_params *p,
-                  ms_tensor **out);
+int ms_avg_pool2d(ms_context *ctx, const ms_tensor *x, const ms_pool2d_params *p, ms_tensor **out);
 int ms_avg_pool2d_backward(ms_context *ctx, const ms_tensor *grad_out, const ms_tensor *x,
                            const ms_pool2d_params *p, ms_tensor **dx);
 int ms_adaptive_avg_pool2d(ms_context *ctx, const ms_tensor *x, int64_t out_h, int64_t out_w,
                            ms_tensor **out);
-int ms_adaptive_avg_pool2d_backward(ms_context *ctx, const ms_tensor *grad_out,
-                                    const ms_tensor *x, ms_tensor **dx);
+int ms_adaptive_avg_pool2d_backward(ms_context *ctx, const ms_tensor *grad_out, const ms_tensor *x,
+                                    ms_tensor **dx);
 
 /* ---- resize ------------------------------------------------------------------------ */
 typedef enum ms_resize_mode { MS_RESIZE_NEAREST = 0, MS_RESIZE_BILINEAR = 1 } ms_resize_mode;
 /* x [N, C, H, W] -> [N, C, out_h, out_w]. */
 int ms_interpolate(ms_context *ctx, const ms_tensor *x, int64_t out_h, int64_t out_w,
                    ms_resize_mode mode, int align_corners, ms_tensor **out);
-int ms_interpolate_backward(ms_context *ctx, const ms_tensor *grad_out, int64_t in_h,
-                            int64_t in_w, ms_resize_mode mode, int align_corners,
-                            ms_tensor **dx);
+int ms_interpolate_backward(ms_context *ctx, const ms_tensor *grad_out, int64_t in_h, int64_t in_w,
+                            ms_resize_mode mode, int align_corners, ms_tensor **dx);
 
 /* ---- joining ------------------------------------------------------------------------- */
 int ms_cat(ms_context *ctx, ms_tensor *const *xs, int n, int dim, ms_tensor **out);
@@ -328,9 +324,13 @@ int ms_cat(ms_context *ctx, ms_tensor *const *xs, int n, int dim, ms_tensor **ou
 /* ---- softmax and losses ----------------------------------------------------------------- */
 int ms_softmax(ms_context *ctx, const ms_tensor *x, int dim, int log, ms_tensor **out);
 /* y is the forward output (softmax or log_softmax). */
-int ms_softmax_backward(ms_context *ctx, const ms_tensor *grad_out, const ms_tensor *y,
-                        int dim, int log, ms_tensor **dx);
-typedef enum ms_reduction { MS_REDUCE_NONE = 0, MS_REDUCE_MEAN = 1, MS_REDUCE_SUM = 2 } ms_reduction;
+int ms_softmax_backward(ms_context *ctx, const ms_tensor *grad_out, const ms_tensor *y, int dim,
+                        int log, ms_tensor **dx);
+typedef enum ms_reduction {
+  MS_REDUCE_NONE = 0,
+  MS_REDUCE_MEAN = 1,
+  MS_REDUCE_SUM = 2
+} ms_reduction;
 /* logits [N, C, ...] float, target [N, ...] int64, weight [C] or NULL. Mean divides
  * by the summed weights of non-ignored targets (PyTorch). A target outside
  * [0, C) other than ignore_index is an error naming the value. lse ([N, ...],
@@ -338,10 +338,9 @@ typedef enum ms_reduction { MS_REDUCE_NONE = 0, MS_REDUCE_MEAN = 1, MS_REDUCE_SU
 int ms_cross_entropy(ms_context *ctx, const ms_tensor *logits, const ms_tensor *target,
                      const ms_tensor *weight, int64_t ignore_index, ms_reduction reduction,
                      ms_tensor **loss, ms_tensor **lse);
-int ms_cross_entropy_backward(ms_context *ctx, const ms_tensor *grad_loss,
-                              const ms_tensor *logits, const ms_tensor *target,
-                              const ms_tensor *weight, int64_t ignore_index,
-                              ms_reduction reduction, const ms_tensor *lse,
+int ms_cross_entropy_backward(ms_context *ctx, const ms_tensor *grad_loss, const ms_tensor *logits,
+                              const ms_tensor *target, const ms_tensor *weight,
+                              int64_t ignore_index, ms_reduction reduction, const ms_tensor *lse,
                               ms_tensor **dlogits);
 
 /* ---- safetensors files (csrc/io/safetensors.c) ---------------------------------------- */
@@ -439,8 +438,7 @@ typedef enum ms_comm_op {
 /* Ring of TCP connections between the ranks (addresses exchanged through store, which
  * must outlive the communicator). Each collective fails on timeout_ms naming the op,
  * its sequence number and the ranks that did not arrive. */
-int ms_comm_init_cpu(ms_store *store, int rank, int world_size, int64_t timeout_ms,
-                     ms_comm **out);
+int ms_comm_init_cpu(ms_store *store, int rank, int world_size, int64_t timeout_ms, ms_comm **out);
 void ms_comm_free(ms_comm *comm);
 int ms_comm_rank(const ms_comm *comm);
 int ms_comm_world_size(const ms_comm *comm);
@@ -484,21 +482,21 @@ const char *ms_dataset_origin(const ms_dataset *ds, int64_t i);
  * sizes are (W, H), image padding values (R, G, B), label padding value, interp 0 nearest /
  * 1 linear (cv2 INTER_* numerics; labels always nearest). */
 typedef enum ms_transform_kind {
-  MS_TF_RESIZE_STEP_SCALING = 0,  /* min_scale_factor, max_scale_factor, scale_step_size */
-  MS_TF_RANDOM_PADDING_CROP = 1,  /* crop W, H, im_pad R, G, B, label_pad */
+  MS_TF_RESIZE_STEP_SCALING = 0,    /* min_scale_factor, max_scale_factor, scale_step_size */
+  MS_TF_RANDOM_PADDING_CROP = 1,    /* crop W, H, im_pad R, G, B, label_pad */
   MS_TF_RANDOM_HORIZONTAL_FLIP = 2, /* prob */
-  MS_TF_RANDOM_VERTICAL_FLIP = 3, /* prob */
-  MS_TF_RANDOM_DISTORT = 4,       /* brightness range, prob, contrast range, prob, saturation
-                                     range, prob, hue range, prob, sharpness range, prob */
-  MS_TF_RESIZE = 5,               /* W, H, interp */
-  MS_TF_NORMALIZE = 6,            /* mean R, G, B, std R, G, B; must be the last op */
-  MS_TF_RANDOM_SCALE_ASPECT = 7,  /* min_scale, aspect_ratio */
-  MS_TF_PADDING = 8,              /* target W, H, im_pad R, G, B, label_pad (bottom-right) */
-  MS_TF_ADJUST_BRIGHTNESS = 9,    /* factor (PIL ImageEnhance.Brightness) */
-  MS_TF_ADJUST_CONTRAST = 10,     /* factor (ImageEnhance.Contrast) */
-  MS_TF_ADJUST_SATURATION = 11,   /* factor (ImageEnhance.Color) */
-  MS_TF_ADJUST_HUE = 12,          /* delta added to PIL's 0..255 HSV hue (wraps) */
-  MS_TF_ADJUST_SHARPNESS = 13     /* factor (ImageEnhance.Sharpness) */
+  MS_TF_RANDOM_VERTICAL_FLIP = 3,   /* prob */
+  MS_TF_RANDOM_DISTORT = 4,         /* brightness range, prob, contrast range, prob, saturation
+                                       range, prob, hue range, prob, sharpness range, prob */
+  MS_TF_RESIZE = 5,                 /* W, H, interp */
+  MS_TF_NORMALIZE = 6,              /* mean R, G, B, std R, G, B; must be the last op */
+  MS_TF_RANDOM_SCALE_ASPECT = 7,    /* min_scale, aspect_ratio */
+  MS_TF_PADDING = 8,                /* target W, H, im_pad R, G, B, label_pad (bottom-right) */
+  MS_TF_ADJUST_BRIGHTNESS = 9,      /* factor (PIL ImageEnhance.Brightness) */
+  MS_TF_ADJUST_CONTRAST = 10,       /* factor (ImageEnhance.Contrast) */
+  MS_TF_ADJUST_SATURATION = 11,     /* factor (ImageEnhance.Color) */
+  MS_TF_ADJUST_HUE = 12,            /* delta added to PIL's 0..255 HSV hue (wraps) */
+  MS_TF_ADJUST_SHARPNESS = 13       /* factor (ImageEnhance.Sharpness) */
 } ms_transform_kind;
 typedef struct ms_transform {
   int32_t kind; /* ms_transform_kind */
@@ -511,8 +509,8 @@ typedef struct ms_transform {
  * from Philox with key = seed and counter = (index, epoch << 32 | k << 20 | block), so a
  * sample's result depends on (seed, epoch, index) only. epoch < 2^32, n <= 4096. */
 int ms_transform_apply(ms_context *ctx, const ms_transform *ops, int n, uint64_t seed,
-                       uint64_t epoch, uint64_t index, const ms_tensor *img,
-                       const ms_tensor *label, ms_tensor **img_out, ms_tensor **label_out);
+                       uint64_t epoch, uint64_t index, const ms_tensor *img, const ms_tensor *label,
+                       ms_tensor **img_out, ms_tensor **label_out);
 /* The same writing into caller-made outputs (e.g. a sample's slice of a batch): img_dst f32
  * [3, H', W'] and label_dst u8 [H', W'] (or NULL), both contiguous CPU tensors. */
 int ms_transform_apply_into(ms_context *ctx, const ms_transform *ops, int n, uint64_t seed,
@@ -560,14 +558,14 @@ void ms_buffer_free(void *p);
 typedef struct ms_loader ms_loader;
 typedef struct ms_loader_config {
   int32_t batch_size;
-  int32_t num_workers;  /* decoding threads; 0 loads in the caller's thread */
-  int32_t prefetch;     /* batches each worker may run ahead (default 2) */
-  int32_t shuffle;      /* a new seeded permutation every epoch */
+  int32_t num_workers; /* decoding threads; 0 loads in the caller's thread */
+  int32_t prefetch;    /* batches each worker may run ahead (default 2) */
+  int32_t shuffle;     /* a new seeded permutation every epoch */
   int32_t drop_last;
-  int32_t rank;         /* shard: this rank takes elements rank, rank + world_size, ... of */
-  int32_t world_size;   /*   each epoch's order, padded by wrapping to a multiple */
-  int32_t skip_bad;     /* replace an unreadable sample by the next good one (logged, counted) */
-  int32_t num_classes;  /* label values must be < num_classes or ignore_index (0: unchecked) */
+  int32_t rank;        /* shard: this rank takes elements rank, rank + world_size, ... of */
+  int32_t world_size;  /*   each epoch's order, padded by wrapping to a multiple */
+  int32_t skip_bad;    /* replace an unreadable sample by the next good one (logged, counted) */
+  int32_t num_classes; /* label values must be < num_classes or ignore_index (0: unchecked) */
   int32_t ignore_index;
   uint64_t seed;
 } ms_loader_config;

@@ -122,7 +122,8 @@ void ms_buf_put(ms_buf *b, const char *s, size_t n) {
   if (b->failed) return;
   if (b->len + n > b->cap) {
     size_t cap = b->cap ? b->cap * 2 : 256;
-    while (cap < b->len + n) cap *= 2;
+    while (cap < b->len + n)
+      cap *= 2;
     char *d = realloc(b->data, cap);
     if (!d) {
       b->failed = 1;

@@ -38,8 +38,10 @@ int ms_jpeg_decode(const uint8_t *data, size_t n, ms_image_mode mode, const char
     goto done;
   }
   if ((int64_t)w * h > ms_image_plausible_pixels((int64_t)n, 1)) {
-    st = ms_fail(MS_ERR_IO, "%s: %s: corrupt JPEG: its header claims %d x %d pixels, more than %lld "
-                 "bytes can hold", op, name, w, h, (long long)n);
+    st = ms_fail(MS_ERR_IO,
+                 "%s: %s: corrupt JPEG: its header claims %d x %d pixels, more than %lld "
+                 "bytes can hold",
+                 op, name, w, h, (long long)n);
     goto done;
   }
   /* Gray files are decoded as gray and expanded to RGB here when the mode asks for RGB. */

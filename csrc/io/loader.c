@@ -204,7 +204,8 @@ static void make_batch(ms_loader *l, ms_context *ctx, int64_t g, slot *sl) {
         int64_t npx = ms_numel(lb);
         const uint8_t *src = (const uint8_t *)ms_data(lb);
         int64_t *dst = (int64_t *)labels->storage->data + k * npx;
-        for (int64_t i = 0; i < npx; i++) dst[i] = src[i];
+        for (int64_t i = 0; i < npx; i++)
+          dst[i] = src[i];
       }
     }
     ms_tensor_free(im);

@@ -103,8 +103,10 @@ static int decode_inner(png_dec *d) {
     return ms_fail(MS_ERR_IO, "%s: %s: PNG of %u x %u pixels is too large (limit %lld pixels)",
                    d->op, d->name, (unsigned)w, (unsigned)h, (long long)MS_IMAGE_MAX_PIXELS);
   if ((int64_t)w * h > ms_image_plausible_pixels((int64_t)d->n, 0))
-    return ms_fail(MS_ERR_IO, "%s: %s: corrupt PNG: its header claims %u x %u pixels, more than %lld "
-                   "bytes can hold", d->op, d->name, (unsigned)w, (unsigned)h, (long long)d->n);
+    return ms_fail(MS_ERR_IO,
+                   "%s: %s: corrupt PNG: its header claims %u x %u pixels, more than %lld "
+                   "bytes can hold",
+                   d->op, d->name, (unsigned)w, (unsigned)h, (long long)d->n);
   int c = png_get_channels(d->png, d->info);
   int depth = png_get_bit_depth(d->png, d->info);
   size_t rowbytes = png_get_rowbytes(d->png, d->info);

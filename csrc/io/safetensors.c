@@ -45,7 +45,8 @@ static const char *st_dtype_name(ms_dtype d) {
 
 void ms_safetensors_close(ms_safetensors *st) {
   if (!st) return;
-  for (int i = 0; i < st->n; i++) free(st->entries[i].name);
+  for (int i = 0; i < st->n; i++)
+    free(st->entries[i].name);
   for (int i = 0; i < st->n_meta; i++) {
     free(st->meta_keys[i]);
     free(st->meta_values[i]);
@@ -94,7 +95,8 @@ static int parse_entry(ms_safetensors *st, const char *key, const ms_json *v, en
     numel *= d->ival;
     if (numel > ((int64_t)1 << 40)) return bad(st, "entry '%s' is too large", key);
   }
-  if (!off || off->type != MS_JSON_ARR || off->n != 2) return bad(st, "entry '%s' needs data_offsets [begin, end]", key);
+  if (!off || off->type != MS_JSON_ARR || off->n != 2)
+    return bad(st, "entry '%s' needs data_offsets [begin, end]", key);
   for (int i = 0; i < 2; i++)
     if (off->items[i]->type != MS_JSON_NUM || !off->items[i]->is_int || off->items[i]->ival < 0)
       return bad(st, "entry '%s' has bad data_offsets", key);
@@ -122,13 +124,16 @@ static int parse_header(ms_safetensors *st, const ms_json *h) {
       if (m->type != MS_JSON_OBJ) return bad(st, "__metadata__ is not an object%s", NULL);
       st->meta_keys = calloc((size_t)m->n + 1, sizeof(char *));
       st->meta_values = calloc((size_t)m->n + 1, sizeof(char *));
-      if (!st->meta_keys || !st->meta_values) return ms_fail(MS_ERR_OOM, "safetensors: out of memory");
+      if (!st->meta_keys || !st->meta_values)
+        return ms_fail(MS_ERR_OOM, "safetensors: out of memory");
       for (int k = 0; k < m->n; k++) {
-        if (m->items[k]->type != MS_JSON_STR) return bad(st, "metadata value of '%s' is not a string", m->keys[k]);
+        if (m->items[k]->type != MS_JSON_STR)
+          return bad(st, "metadata value of '%s' is not a string", m->keys[k]);
         st->meta_keys[k] = strdup(m->keys[k]);
         st->meta_values[k] = strdup(m->items[k]->str);
         st->n_meta = k + 1;
-        if (!st->meta_keys[k] || !st->meta_values[k]) return ms_fail(MS_ERR_OOM, "safetensors: out of memory");
+        if (!st->meta_keys[k] || !st->meta_values[k])
+          return ms_fail(MS_ERR_OOM, "safetensors: out of memory");
       }
       continue;
     }
@@ -141,14 +146,16 @@ static int parse_header(ms_safetensors *st, const ms_json *h) {
   /* The entries must tile the data section: sorted by offset, no gap, no overlap. */
   entry **order = malloc(sizeof *order * ((size_t)st->n + 1));
   if (!order) return ms_fail(MS_ERR_OOM, "safetensors: out of memory");
-  for (int i = 0; i < st->n; i++) order[i] = &st->entries[i];
+  for (int i = 0; i < st->n; i++)
+    order[i] = &st->entries[i];
   qsort(order, (size_t)st->n, sizeof *order, cmp_begin);
   int64_t at = 0;
   int rc = MS_OK;
   for (int i = 0; i < st->n && !rc; i++) {
     if (order[i]->begin != at) {
       char d[300];
-      snprintf(d, sizeof d, "%s' starts at byte %lld of the data but the previous entry ends at %lld (%s)",
+      snprintf(d, sizeof d,
+               "%s' starts at byte %lld of the data but the previous entry ends at %lld (%s)",
                order[i]->name, (long long)order[i]->begin, (long long)at,
                order[i]->begin < at ? "overlap" : "gap");
       rc = bad(st, "entry '%s", d);
@@ -160,8 +167,8 @@ static int parse_header(ms_safetensors *st, const ms_json *h) {
   int64_t data = st->nbytes - st->data_start;
   if (at != data) {
     char d[200];
-    snprintf(d, sizeof d, "entries cover %lld bytes but the data section has %lld (%s)", (long long)at,
-             (long long)data, at > data ? "file truncated" : "trailing bytes");
+    snprintf(d, sizeof d, "entries cover %lld bytes but the data section has %lld (%s)",
+             (long long)at, (long long)data, at > data ? "file truncated" : "trailing bytes");
     return bad(st, "%s", d);
   }
   return MS_OK;
@@ -179,10 +186,12 @@ static int parse_owned(char *bytes, int64_t nbytes, const char *name, ms_safeten
   st->nbytes = nbytes;
   int rc = MS_OK;
   if (nbytes < 8) {
-    rc = bad(st, "file of %s bytes is too short for the 8-byte header length", nbytes == 0 ? "0" : "< 8");
+    rc = bad(st, "file of %s bytes is too short for the 8-byte header length",
+             nbytes == 0 ? "0" : "< 8");
   } else {
     uint64_t hlen = 0;
-    for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | (unsigned char)bytes[i];
+    for (int i = 7; i >= 0; i--)
+      hlen = (hlen << 8) | (unsigned char)bytes[i];
     if (hlen > MAX_HEADER || (int64_t)hlen > nbytes - 8) {
       char d[160];
       snprintf(d, sizeof d, "header length %llu does not fit in a file of %lld bytes",
@@ -194,7 +203,8 @@ static int parse_owned(char *bytes, int64_t nbytes, const char *name, ms_safeten
       st->data_start = 8 + (int64_t)hlen;
       char err[200];
       ms_json *h = ms_json_parse(bytes + 8, (int64_t)hlen, err, sizeof err);
-      if (!h) rc = bad(st, "header is not valid JSON: %s", err);
+      if (!h)
+        rc = bad(st, "header is not valid JSON: %s", err);
       else {
         rc = parse_header(st, h);
         ms_json_free(h);
@@ -212,7 +222,8 @@ static int parse_owned(char *bytes, int64_t nbytes, const char *name, ms_safeten
 int ms_safetensors_parse(const void *data, int64_t nbytes, const char *name, ms_safetensors **out) {
   if (!out || (!data && nbytes)) return ms_fail(MS_ERR_INVALID, "safetensors_parse: NULL argument");
   char *copy = malloc((size_t)nbytes + 1);
-  if (!copy) return ms_fail(MS_ERR_OOM, "safetensors: out of memory for %lld bytes", (long long)nbytes);
+  if (!copy)
+    return ms_fail(MS_ERR_OOM, "safetensors: out of memory for %lld bytes", (long long)nbytes);
   if (nbytes) memcpy(copy, data, (size_t)nbytes);
   return parse_owned(copy, nbytes, name, out);
 }
@@ -244,7 +255,8 @@ const char *ms_safetensors_metadata_value(const ms_safetensors *st, int i) {
 int ms_safetensors_get(ms_context *ctx, const ms_safetensors *st, int i, ms_tensor **out) {
   (void)ctx;
   if (!st || i < 0 || i >= st->n)
-    return ms_fail(MS_ERR_INVALID, "safetensors_get: index %d out of range (%d entries)", i, st ? st->n : 0);
+    return ms_fail(MS_ERR_INVALID, "safetensors_get: index %d out of range (%d entries)", i,
+                   st ? st->n : 0);
   const entry *e = &st->entries[i];
   ms_tensor *t;
   int rc = ms_tensor_new(e->shape, e->ndim, e->dtype, MS_CPU, 0, &t);
@@ -253,7 +265,8 @@ int ms_safetensors_get(ms_context *ctx, const ms_safetensors *st, int i, ms_tens
     memcpy(t->storage->data, st->bytes + st->data_start + e->begin, (size_t)(e->end - e->begin));
   if (e->dtype == MS_BOOL) { /* only 0/1 are valid bools */
     uint8_t *b = t->storage->data;
-    for (int64_t k = 0; k < e->end - e->begin; k++) b[k] = b[k] != 0;
+    for (int64_t k = 0; k < e->end - e->begin; k++)
+      b[k] = b[k] != 0;
   }
   *out = t;
   return MS_OK;
@@ -280,10 +293,12 @@ static void json_string(ms_buf *b, const char *s) {
 int ms_safetensors_save(ms_context *ctx, const char *path, const char *const *names,
                         ms_tensor *const *tensors, int n, const char *const *meta_keys,
                         const char *const *meta_values, int n_meta) {
-  if (!path || n < 0 || (n && (!names || !tensors)) || n_meta < 0 || (n_meta && (!meta_keys || !meta_values)))
+  if (!path || n < 0 || (n && (!names || !tensors)) || n_meta < 0 ||
+      (n_meta && (!meta_keys || !meta_values)))
     return ms_fail(MS_ERR_INVALID, "safetensors_save: bad arguments");
   for (int i = 0; i < n; i++) {
-    if (!names[i] || !tensors[i]) return ms_fail(MS_ERR_INVALID, "safetensors_save %s: entry %d is NULL", path, i);
+    if (!names[i] || !tensors[i])
+      return ms_fail(MS_ERR_INVALID, "safetensors_save %s: entry %d is NULL", path, i);
     if (!strcmp(names[i], "__metadata__"))
       return ms_fail(MS_ERR_INVALID, "safetensors_save %s: '__metadata__' is reserved", path);
     for (int j = 0; j < i; j++)
@@ -321,7 +336,8 @@ int ms_safetensors_save(ms_context *ctx, const char *path, const char *const *na
     at += bytes;
   }
   ms_buf_put(&h, "}", 1);
-  while (h.len % 8) ms_buf_put(&h, " ", 1); /* keeps the data section 8-byte aligned */
+  while (h.len % 8)
+    ms_buf_put(&h, " ", 1); /* keeps the data section 8-byte aligned */
   if (h.failed) {
     free(h.data);
     return ms_fail(MS_ERR_OOM, "safetensors_save %s: out of memory", path);
@@ -333,7 +349,8 @@ int ms_safetensors_save(ms_context *ctx, const char *path, const char *const *na
     return rc;
   }
   unsigned char len8[8];
-  for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)h.len >> (8 * i));
+  for (int i = 0; i < 8; i++)
+    len8[i] = (unsigned char)((uint64_t)h.len >> (8 * i));
   rc = ms_atomic_write(&af, len8, 8);
   if (!rc) rc = ms_atomic_write(&af, h.data, (int64_t)h.len);
   free(h.data);

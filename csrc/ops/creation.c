@@ -17,8 +17,8 @@ __attribute__((unused)) static int unsupported_device(const char *op) {
   return ms_fail(MS_ERR_UNSUPPORTED, "%s: not available on this device in this build", op);
 }
 
-int ms_empty(ms_context *ctx, const int64_t *shape, int ndim, ms_dtype dtype,
-             ms_device_type device, int device_index, ms_tensor **out) {
+int ms_empty(ms_context *ctx, const int64_t *shape, int ndim, ms_dtype dtype, ms_device_type device,
+             int device_index, ms_tensor **out) {
   (void)ctx;
   if (!out) return ms_fail(MS_ERR_INVALID, "empty: out is NULL");
   if (ndim > 0 && !shape) return ms_fail(MS_ERR_INVALID, "empty: shape is NULL");
@@ -31,8 +31,8 @@ int ms_fill_(ms_context *ctx, ms_tensor *t, double value) {
   return ms_cpu_fill(ctx, t, value);
 }
 
-int ms_full(ms_context *ctx, const int64_t *shape, int ndim, ms_dtype dtype,
-            ms_device_type device, int device_index, double value, ms_tensor **out) {
+int ms_full(ms_context *ctx, const int64_t *shape, int ndim, ms_dtype dtype, ms_device_type device,
+            int device_index, double value, ms_tensor **out) {
   ms_tensor *t;
   int st = ms_empty(ctx, shape, ndim, dtype, device, device_index, &t);
   if (st) return st;
@@ -47,8 +47,9 @@ int ms_full(ms_context *ctx, const int64_t *shape, int ndim, ms_dtype dtype,
 int ms_arange(ms_context *ctx, double start, double end, double step, ms_dtype dtype,
               ms_device_type device, int device_index, ms_tensor **out) {
   if (step == 0 || !isfinite(step) || !isfinite(start) || !isfinite(end))
-    return ms_fail(MS_ERR_INVALID, "arange: need finite start, end and a non-zero step (got %g, %g, %g)",
-                   start, end, step);
+    return ms_fail(MS_ERR_INVALID,
+                   "arange: need finite start, end and a non-zero step (got %g, %g, %g)", start,
+                   end, step);
   double count = ceil((end - start) / step);
   int64_t n = count > 0 ? (int64_t)count : 0;
   ms_tensor *t;
@@ -64,9 +65,8 @@ int ms_arange(ms_context *ctx, double start, double end, double step, ms_dtype d
   return st;
 }
 
-int ms_from_host(ms_context *ctx, const void *data, int64_t nbytes, const int64_t *shape,
-                 int ndim, ms_dtype dtype, ms_device_type device, int device_index,
-                 ms_tensor **out) {
+int ms_from_host(ms_context *ctx, const void *data, int64_t nbytes, const int64_t *shape, int ndim,
+                 ms_dtype dtype, ms_device_type device, int device_index, ms_tensor **out) {
   if (!data && nbytes) return ms_fail(MS_ERR_INVALID, "from_host: data is NULL");
   if (!ms_dtype_valid(dtype)) return ms_fail(MS_ERR_DTYPE, "from_host: invalid dtype %d", dtype);
   int64_t need = ms_numel_of(shape, ndim) * ms_dtype_size(dtype);
@@ -216,8 +216,8 @@ int ms_randint_(ms_context *ctx, ms_generator *gen, ms_tensor *t, int64_t low, i
   return ms_cpu_randint(ctx, gen, t, low, high);
 }
 
-int ms_dropout(ms_context *ctx, ms_generator *gen, const ms_tensor *x, double p,
-               ms_tensor **out, ms_tensor **mask) {
+int ms_dropout(ms_context *ctx, ms_generator *gen, const ms_tensor *x, double p, ms_tensor **out,
+               ms_tensor **mask) {
   if (check_random("dropout", gen, x)) return MS_ERR_INVALID;
   if (ms_check_float("dropout", "input", x)) return MS_ERR_DTYPE;
   if (!(p >= 0 && p < 1)) return ms_fail(MS_ERR_INVALID, "dropout: p must be in [0, 1), got %g", p);

@@ -60,8 +60,7 @@ static int check_input(const char *op, const ms_tensor *x, int min_ndim) {
   if (x->ndim < min_ndim)
     return ms_fail(MS_ERR_INVALID, "%s: input must have at least %d dims, got %s", op, min_ndim,
                    ms_desc(x));
-  if (!ON_CPU(x))
-    return ms_fail(MS_ERR_UNSUPPORTED, "%s: not implemented on CUDA yet", op);
+  if (!ON_CPU(x)) return ms_fail(MS_ERR_UNSUPPORTED, "%s: not implemented on CUDA yet", op);
   return MS_OK;
 }
 

@@ -25,8 +25,7 @@ static int check_nchw(const char *op, const char *name, const ms_tensor *x) {
   if (ms_check_float(op, name, x)) return MS_ERR_DTYPE;
   if (x->ndim != 4)
     return ms_fail(MS_ERR_INVALID, "%s: %s must be 4-d [N, C, H, W], got %s", op, name, ms_desc(x));
-  if (!ON_CPU(x))
-    return ms_fail(MS_ERR_UNSUPPORTED, "%s: not implemented on CUDA yet", op);
+  if (!ON_CPU(x)) return ms_fail(MS_ERR_UNSUPPORTED, "%s: not implemented on CUDA yet", op);
   return MS_OK;
 }
 

@@ -1,4 +1,5 @@
-/* test_core.c: C unit tests of the tensor core: views, refcounts, memory stats, errors, Philox, f16. */
+/* test_core.c: C unit tests of the tensor core: views, refcounts, memory stats, errors, Philox,
+ * f16. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -7,14 +8,14 @@
 #include "core/internal.h"
 
 static int failures, checks;
-#define CHECK(cond)                                                                \
-  do {                                                                             \
-    checks++;                                                                      \
-    if (!(cond)) {                                                                 \
-      failures++;                                                                  \
-      fprintf(stderr, "%s:%d: CHECK failed: %s (last error: %s)\n", __FILE__, __LINE__, #cond, \
-              ms_last_error());                                                    \
-    }                                                                              \
+#define CHECK(cond)                                                                                \
+  do {                                                                                             \
+    checks++;                                                                                      \
+    if (!(cond)) {                                                                                 \
+      failures++;                                                                                  \
+      fprintf(stderr, "%s:%d: CHECK failed: %s (last error: %s)\n", __FILE__, __LINE__, #cond,     \
+              ms_last_error());                                                                    \
+    }                                                                                              \
   } while (0)
 
 static ms_context *ctx;
@@ -62,7 +63,8 @@ static void test_views(void) {
   /* Views share the storage; it survives until the last one goes. */
   CHECK(m->storage == a->storage && a->storage->refcount == 7);
   ms_tensor *views[] = {m, tr, s, sel, e, u, sq};
-  for (size_t i = 0; i < sizeof views / sizeof *views; i++) ms_tensor_free(views[i]);
+  for (size_t i = 0; i < sizeof views / sizeof *views; i++)
+    ms_tensor_free(views[i]);
   CHECK(a->storage->refcount == 1);
   ms_tensor_free(a);
   ms_tensor_free(c);
@@ -126,8 +128,7 @@ static void test_errors(void) {
   CHECK(ms_last_status() == MS_ERR_INVALID);
   int64_t ok[1] = {4};
   CHECK(ms_empty(ctx, ok, 1, (ms_dtype)42, MS_CPU, 0, &t) == MS_ERR_DTYPE);
-  CHECK(ms_empty(ctx, ok, 1, MS_F32, MS_CUDA, 0, &t) == MS_ERR_UNSUPPORTED ||
-        ms_has_cuda());
+  CHECK(ms_empty(ctx, ok, 1, MS_F32, MS_CUDA, 0, &t) == MS_ERR_UNSUPPORTED || ms_has_cuda());
   CHECK(ms_arange(ctx, 0, 1, 0, MS_F32, MS_CPU, 0, &t) == MS_ERR_INVALID);
   float data[3] = {1, 2, 3};
   CHECK(ms_from_host(ctx, data, 8, ok, 1, MS_F32, MS_CPU, 0, &t) == MS_ERR_INVALID);
@@ -152,14 +153,16 @@ static void test_copy_cast(void) {
   CHECK(ms_cast(ctx, h, MS_F64, &back) == MS_OK);
   double got[6];
   CHECK(ms_read_f64(ctx, back, got, 6) == MS_OK);
-  for (int i = 0; i < 6; i++) CHECK(got[i] == want[i]);
+  for (int i = 0; i < 6; i++)
+    CHECK(got[i] == want[i]);
   ms_tensor *i64 = NULL;
   ms_tensor *neg = NULL;
   CHECK(ms_full(ctx, shape, 2, MS_F32, MS_CPU, 0, -2.7, &neg) == MS_OK);
   CHECK(ms_cast(ctx, neg, MS_I64, &i64) == MS_OK);
   CHECK(((int64_t *)i64->storage->data)[0] == -2); /* truncation toward zero */
   ms_tensor *all[] = {a, m, tr, c, h, back, i64, neg};
-  for (size_t i = 0; i < sizeof all / sizeof *all; i++) ms_tensor_free(all[i]);
+  for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+    ms_tensor_free(all[i]);
 }
 
 static void test_philox(void) {
@@ -185,10 +188,11 @@ static void test_philox(void) {
 }
 
 static void test_half(void) {
-  const float vals[] = {0.0f, 1.0f, -2.5f, 65504.0f, 6.1035156e-05f, 5.9604645e-08f, 0.333251953125f};
+  const float vals[] = {0.0f,           1.0f,           -2.5f,          65504.0f,
+                        6.1035156e-05f, 5.9604645e-08f, 0.333251953125f};
   for (size_t i = 0; i < sizeof vals / sizeof *vals; i++)
     CHECK(ms_f16_to_f32(ms_f32_to_f16(vals[i])) == vals[i]);
-  CHECK(ms_f32_to_f16(65520.0f) == 0x7c00); /* rounds to inf */
+  CHECK(ms_f32_to_f16(65520.0f) == 0x7c00);           /* rounds to inf */
   CHECK(ms_f32_to_f16(1.0f + 1.0f / 4096) == 0x3c00); /* ties to even */
   CHECK(isnan(ms_f16_to_f32(ms_f32_to_f16(NAN))));
   CHECK(ms_bf16_to_f32(ms_f32_to_bf16(1.0f + 1.0f / 256)) == 1.0f); /* tie to even */

@@ -1,4 +1,5 @@
-/* fuzz_filelist.c: libFuzzer target for PaddleSeg file-list parsing (blanks and a custom separator). */
+/* fuzz_filelist.c: libFuzzer target for PaddleSeg file-list parsing (blanks and a custom
+ * separator). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
