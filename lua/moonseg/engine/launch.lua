@@ -306,6 +306,15 @@ function M.run(cfg, argv, o)
     end
     return false
   end
+  -- A rank that failed only because a peer went away (its collective or the store broke).
+  local function is_follower(w)
+    local tail = table.concat(tail_lines(w.log, 10), "\n")
+    for _, mark in ipairs { "closed by peer", "connection closed", "timed out", "have not reached",
+      "communicator is broken", "Connection reset" } do
+      if tail:find(mark, 1, true) then return true end
+    end
+    return false
+  end
   local failed, failures = nil, {}
   if not ok then failed = { spawn_error = err } end
   while not failed do
@@ -314,6 +323,15 @@ function M.run(cfg, argv, o)
     for _, w in ipairs(workers) do
       if not w.done and reap(w, WNOHANG) and w.status ~= 0 then failures[#failures + 1] = w end
       if not w.done then live = live + 1 end
+    end
+    if #failures > 1 then -- several died together: name the cause, not the ranks it took down
+      for i, w in ipairs(failures) do
+        if not is_follower(w) then
+          table.remove(failures, i)
+          table.insert(failures, 1, w)
+          break
+        end
+      end
     end
     failed = failures[1]
     if live == 0 and not failed then
