@@ -86,6 +86,14 @@ int ms_broadcast_shapes(const char *op, const int64_t *a, int na, const int64_t 
 void ms_wrap_host(ms_storage *st, ms_tensor *t, void *data, const int64_t *shape, int ndim,
                   ms_dtype dtype);
 
+/* ---- compute dtypes for kernels with f32/f64 paths only (ops/creation.c) ---- */
+/* f64 stays f64, every other float computes in f32. */
+ms_dtype ms_work_dtype(const ms_tensor *x);
+/* A contiguous tensor of dtype wd holding t's values (an alias when t already is one). */
+int ms_to_work(ms_context *ctx, const ms_tensor *t, ms_dtype wd, ms_tensor **out);
+/* Replaces *t (of the work dtype) by a copy in dtype d when they differ. */
+int ms_from_work(ms_context *ctx, ms_tensor **t, ms_dtype d);
+
 /* ---- elementwise iteration (core/iter.c) ---- */
 #define MS_ITER_MAX_OPS 4
 typedef struct ms_iter {

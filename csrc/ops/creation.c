@@ -238,3 +238,19 @@ int ms_dropout(ms_context *ctx, ms_generator *gen, const ms_tensor *x, double p,
   *mask = m;
   return MS_OK;
 }
+
+ms_dtype ms_work_dtype(const ms_tensor *x) { return x->dtype == MS_F64 ? MS_F64 : MS_F32; }
+
+int ms_to_work(ms_context *ctx, const ms_tensor *t, ms_dtype wd, ms_tensor **out) {
+  if (t->dtype == wd) return ms_contiguous(ctx, t, out);
+  return ms_cast(ctx, t, wd, out);
+}
+
+int ms_from_work(ms_context *ctx, ms_tensor **t, ms_dtype d) {
+  if ((*t)->dtype == d) return MS_OK;
+  ms_tensor *c;
+  int st = ms_cast(ctx, *t, d, &c);
+  ms_tensor_free(*t);
+  *t = st ? NULL : c;
+  return st;
+}

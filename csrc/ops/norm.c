@@ -7,25 +7,6 @@
 
 #define ON_CPU(t) ((t)->storage->device == MS_CPU)
 
-/* Dtype the kernels compute in: f64 stays f64, every other float goes through f32. */
-static ms_dtype work_dtype(const ms_tensor *x) { return x->dtype == MS_F64 ? MS_F64 : MS_F32; }
-
-/* A contiguous tensor of dtype wd holding t's values (an alias when t already is one). */
-static int to_work(ms_context *ctx, const ms_tensor *t, ms_dtype wd, ms_tensor **out) {
-  if (t->dtype == wd) return ms_contiguous(ctx, t, out);
-  return ms_cast(ctx, t, wd, out);
-}
-
-/* Replaces *t (of the work dtype) by a copy in dtype d when they differ. */
-static int from_work(ms_context *ctx, ms_tensor **t, ms_dtype d) {
-  if ((*t)->dtype == d) return MS_OK;
-  ms_tensor *c;
-  int st = ms_cast(ctx, *t, d, &c);
-  ms_tensor_free(*t);
-  *t = st ? NULL : c;
-  return st;
-}
-
 static double load1(const ms_tensor *t, int64_t i) {
   return ms_load_f64(ms_data(t) + i * t->strides[0] * ms_dtype_size(t->dtype), t->dtype);
 }
@@ -99,12 +80,12 @@ int ms_batch_norm(ms_context *ctx, const ms_tensor *x, const ms_tensor *weight,
   int64_t count = n * s;
   /* One value per channel in training (e.g. a 1x1 pooled map at batch 1) normalises to
    * zero as Paddle does (PyTorch refuses); running stats are then left alone. */
-  ms_dtype wd = work_dtype(x);
+  ms_dtype wd = ms_work_dtype(x);
   ms_tensor *xw = NULL, *y = NULL, *sm = NULL, *si = NULL;
   double *buf = malloc(sizeof(double) * 5 * (size_t)(c > 0 ? c : 1));
   if (!buf) return ms_fail(MS_ERR_OOM, "batch_norm: out of memory (input %s)", ms_desc(x));
   double *mean = buf, *var = buf + c, *a = buf + 2 * c, *b = buf + 3 * c, *inv = buf + 4 * c;
-  if ((st = to_work(ctx, x, wd, &xw))) goto done;
+  if ((st = ms_to_work(ctx, x, wd, &xw))) goto done;
   if (training) {
     if ((st = ms_cpu_bn_stats(ctx, xw, n, c, s, mean, var))) goto done;
   } else {
@@ -128,7 +109,7 @@ int ms_batch_norm(ms_context *ctx, const ms_tensor *x, const ms_tensor *weight,
   }
   if ((st = ms_tensor_new(x->shape, x->ndim, wd, MS_CPU, 0, &y))) goto done;
   if ((st = ms_cpu_bn_affine(ctx, NULL, xw, n, c, s, a, b, NULL, y))) goto done;
-  if ((st = from_work(ctx, &y, x->dtype))) goto done;
+  if ((st = ms_from_work(ctx, &y, x->dtype))) goto done;
   if (save_mean && (st = vec_new(mean, c, wd, &sm))) goto done;
   if (save_invstd && (st = vec_new(inv, c, wd, &si))) goto done;
 done:
@@ -166,7 +147,7 @@ int ms_batch_norm_backward(ms_context *ctx, const ms_tensor *grad_out, const ms_
       (st = check_channel_vec(op, "save_mean", save_mean, c, x)) ||
       (st = check_channel_vec(op, "save_invstd", save_invstd, c, x)))
     return st;
-  ms_dtype wd = work_dtype(x), pd = weight ? weight->dtype : x->dtype;
+  ms_dtype wd = ms_work_dtype(x), pd = weight ? weight->dtype : x->dtype;
   ms_tensor *xw = NULL, *gw = NULL, *o = NULL, *tw = NULL, *tb = NULL;
   double *buf = malloc(sizeof(double) * 7 * (size_t)(c > 0 ? c : 1));
   if (!buf) return ms_fail(MS_ERR_OOM, "%s: out of memory (input %s)", op, ms_desc(x));
@@ -176,7 +157,7 @@ int ms_batch_norm_backward(ms_context *ctx, const ms_tensor *grad_out, const ms_
     mean[i] = load1(save_mean, i);
     inv[i] = load1(save_invstd, i);
   }
-  if ((st = to_work(ctx, x, wd, &xw)) || (st = to_work(ctx, grad_out, wd, &gw))) goto done;
+  if ((st = ms_to_work(ctx, x, wd, &xw)) || (st = ms_to_work(ctx, grad_out, wd, &gw))) goto done;
   const int need_sums = training || dweight || dbias;
   if (need_sums && (st = ms_cpu_bn_grad_sums(ctx, gw, xw, n, c, s, mean, sg, sgx))) goto done;
   if (dx) {
@@ -193,7 +174,7 @@ int ms_batch_norm_backward(ms_context *ctx, const ms_tensor *grad_out, const ms_
       st = ms_cpu_bn_affine(ctx, gw, xw, n, c, s, k1, k2, k3, o);
     else
       st = ms_cpu_bn_affine(ctx, NULL, gw, n, c, s, k1, k3, NULL, o);
-    if (st || (st = from_work(ctx, &o, x->dtype))) goto done;
+    if (st || (st = ms_from_work(ctx, &o, x->dtype))) goto done;
   } else {
     for (int64_t i = 0; i < c; i++)
       sgx[i] *= inv[i];
@@ -249,17 +230,17 @@ int ms_layer_norm(ms_context *ctx, const ms_tensor *x, int normalized_ndim, cons
     return st;
   if (!(eps >= 0)) return ms_fail(MS_ERR_INVALID, "layer_norm: bad eps %g", eps);
   int64_t m = ms_numel_of(x->shape, lead), k = ms_numel_of(x->shape + lead, nn);
-  ms_dtype wd = work_dtype(x);
+  ms_dtype wd = ms_work_dtype(x);
   ms_tensor *xw = NULL, *ww = NULL, *bw = NULL, *y = NULL, *mt = NULL, *rt = NULL;
-  if ((st = to_work(ctx, x, wd, &xw))) goto done;
-  if (weight && (st = to_work(ctx, weight, wd, &ww))) goto done;
-  if (bias && (st = to_work(ctx, bias, wd, &bw))) goto done;
+  if ((st = ms_to_work(ctx, x, wd, &xw))) goto done;
+  if (weight && (st = ms_to_work(ctx, weight, wd, &ww))) goto done;
+  if (bias && (st = ms_to_work(ctx, bias, wd, &bw))) goto done;
   if ((st = ms_tensor_new(x->shape, x->ndim, wd, MS_CPU, 0, &y)) ||
       (st = ms_tensor_new(x->shape, lead, wd, MS_CPU, 0, &mt)) ||
       (st = ms_tensor_new(x->shape, lead, wd, MS_CPU, 0, &rt)))
     goto done;
   if (k > 0 && (st = ms_cpu_layer_norm(ctx, xw, m, k, ww, bw, eps, y, mt, rt))) goto done;
-  st = from_work(ctx, &y, x->dtype);
+  st = ms_from_work(ctx, &y, x->dtype);
 done:
   ms_tensor_free(xw);
   ms_tensor_free(ww);
@@ -298,12 +279,12 @@ int ms_layer_norm_backward(ms_context *ctx, const ms_tensor *grad_out, const ms_
     return ms_fail(MS_ERR_INVALID,
                    "%s: save_mean %s / save_rstd %s need %lld elements for input %s", op,
                    ms_desc(save_mean), ms_desc(save_rstd), (long long)m, ms_desc(x));
-  ms_dtype wd = work_dtype(x), pd = weight ? weight->dtype : x->dtype;
+  ms_dtype wd = ms_work_dtype(x), pd = weight ? weight->dtype : x->dtype;
   ms_tensor *xw = NULL, *gw = NULL, *ww = NULL, *mw = NULL, *rw = NULL;
   ms_tensor *o = NULL, *tw = NULL, *tb = NULL;
-  if ((st = to_work(ctx, x, wd, &xw)) || (st = to_work(ctx, grad_out, wd, &gw)) ||
-      (weight && (st = to_work(ctx, weight, wd, &ww))) || (st = to_work(ctx, save_mean, wd, &mw)) ||
-      (st = to_work(ctx, save_rstd, wd, &rw)))
+  if ((st = ms_to_work(ctx, x, wd, &xw)) || (st = ms_to_work(ctx, grad_out, wd, &gw)) ||
+      (weight && (st = ms_to_work(ctx, weight, wd, &ww))) ||
+      (st = ms_to_work(ctx, save_mean, wd, &mw)) || (st = ms_to_work(ctx, save_rstd, wd, &rw)))
     goto done;
   if (dx && (st = ms_tensor_new(x->shape, x->ndim, wd, MS_CPU, 0, &o))) goto done;
   if (dweight && (st = ms_tensor_new(x->shape + lead, nn, wd, MS_CPU, 0, &tw))) goto done;
@@ -314,8 +295,8 @@ int ms_layer_norm_backward(ms_context *ctx, const ms_tensor *grad_out, const ms_
   } else if ((st = ms_cpu_layer_norm_backward(ctx, gw, xw, m, k, ww, mw, rw, o, tw, tb))) {
     goto done;
   }
-  if ((o && (st = from_work(ctx, &o, x->dtype))) || (tw && (st = from_work(ctx, &tw, pd))) ||
-      (tb && (st = from_work(ctx, &tb, pd))))
+  if ((o && (st = ms_from_work(ctx, &o, x->dtype))) || (tw && (st = ms_from_work(ctx, &tw, pd))) ||
+      (tb && (st = ms_from_work(ctx, &tb, pd))))
     goto done;
 done:
   ms_tensor_free(xw);

@@ -3,22 +3,6 @@
 
 #define ON_CPU(t) ((t)->storage->device == MS_CPU)
 
-static ms_dtype work_dtype(const ms_tensor *x) { return x->dtype == MS_F64 ? MS_F64 : MS_F32; }
-
-static int to_work(ms_context *ctx, const ms_tensor *t, ms_dtype wd, ms_tensor **out) {
-  if (t->dtype == wd) return ms_contiguous(ctx, t, out);
-  return ms_cast(ctx, t, wd, out);
-}
-
-static int from_work(ms_context *ctx, ms_tensor **t, ms_dtype d) {
-  if ((*t)->dtype == d) return MS_OK;
-  ms_tensor *c;
-  int st = ms_cast(ctx, *t, d, &c);
-  ms_tensor_free(*t);
-  *t = st ? NULL : c;
-  return st;
-}
-
 /* x must be a 4-d [N, C, H, W] floating-point CPU tensor. */
 static int check_nchw(const char *op, const char *name, const ms_tensor *x) {
   if (ms_check_tensor(op, name, x)) return MS_ERR_INVALID;
@@ -90,11 +74,11 @@ int ms_max_pool2d(ms_context *ctx, const ms_tensor *x, const ms_pool2d_params *p
   int st = check_nchw(op, "input", x);
   if (st || (st = pool_shape(op, x, p, shape))) return st;
   if (!out || !indices) return ms_fail(MS_ERR_INVALID, "max_pool2d: out or indices is NULL");
-  ms_dtype wd = work_dtype(x);
+  ms_dtype wd = ms_work_dtype(x);
   ms_tensor *xw = NULL, *y = NULL, *idx = NULL;
-  if ((st = to_work(ctx, x, wd, &xw)) || (st = ms_tensor_new(shape, 4, wd, MS_CPU, 0, &y)) ||
+  if ((st = ms_to_work(ctx, x, wd, &xw)) || (st = ms_tensor_new(shape, 4, wd, MS_CPU, 0, &y)) ||
       (st = ms_tensor_new(shape, 4, MS_I64, MS_CPU, 0, &idx)) ||
-      (st = ms_cpu_max_pool2d(ctx, xw, p, y, idx)) || (st = from_work(ctx, &y, x->dtype))) {
+      (st = ms_cpu_max_pool2d(ctx, xw, p, y, idx)) || (st = ms_from_work(ctx, &y, x->dtype))) {
     ms_tensor_free(xw);
     ms_tensor_free(y);
     ms_tensor_free(idx);
@@ -119,11 +103,11 @@ int ms_max_pool2d_backward(ms_context *ctx, const ms_tensor *grad_out, const ms_
     return ms_fail(MS_ERR_INVALID, "%s: grad_out %s does not match input %s in N and C", op,
                    ms_desc(grad_out), ms_desc(x));
   if (!dx) return ms_fail(MS_ERR_INVALID, "%s: dx is NULL", op);
-  ms_dtype wd = work_dtype(x);
+  ms_dtype wd = ms_work_dtype(x);
   ms_tensor *gw = NULL, *iw = NULL, *d = NULL;
-  if ((st = to_work(ctx, grad_out, wd, &gw)) || (st = ms_contiguous(ctx, indices, &iw)) ||
+  if ((st = ms_to_work(ctx, grad_out, wd, &gw)) || (st = ms_contiguous(ctx, indices, &iw)) ||
       (st = ms_tensor_new(x->shape, 4, wd, MS_CPU, 0, &d)) ||
-      (st = ms_cpu_max_pool2d_backward(ctx, gw, iw, d)) || (st = from_work(ctx, &d, x->dtype))) {
+      (st = ms_cpu_max_pool2d_backward(ctx, gw, iw, d)) || (st = ms_from_work(ctx, &d, x->dtype))) {
     ms_tensor_free(d);
     d = NULL;
   }
@@ -140,10 +124,10 @@ int ms_avg_pool2d(ms_context *ctx, const ms_tensor *x, const ms_pool2d_params *p
   int st = check_nchw(op, "input", x);
   if (st || (st = pool_shape(op, x, p, shape))) return st;
   if (!out) return ms_fail(MS_ERR_INVALID, "avg_pool2d: out is NULL");
-  ms_dtype wd = work_dtype(x);
+  ms_dtype wd = ms_work_dtype(x);
   ms_tensor *xw = NULL, *y = NULL;
-  if ((st = to_work(ctx, x, wd, &xw)) || (st = ms_tensor_new(shape, 4, wd, MS_CPU, 0, &y)) ||
-      (st = ms_cpu_avg_pool2d(ctx, xw, p, y)) || (st = from_work(ctx, &y, x->dtype))) {
+  if ((st = ms_to_work(ctx, x, wd, &xw)) || (st = ms_tensor_new(shape, 4, wd, MS_CPU, 0, &y)) ||
+      (st = ms_cpu_avg_pool2d(ctx, xw, p, y)) || (st = ms_from_work(ctx, &y, x->dtype))) {
     ms_tensor_free(y);
     y = NULL;
   }
@@ -162,11 +146,11 @@ int ms_avg_pool2d_backward(ms_context *ctx, const ms_tensor *grad_out, const ms_
     return st;
   if (!same_shape(grad_out, shape, 4)) return grad_shape_fail(op, grad_out, shape, x);
   if (!dx) return ms_fail(MS_ERR_INVALID, "%s: dx is NULL", op);
-  ms_dtype wd = work_dtype(x);
+  ms_dtype wd = ms_work_dtype(x);
   ms_tensor *gw = NULL, *d = NULL;
-  if ((st = to_work(ctx, grad_out, wd, &gw)) ||
+  if ((st = ms_to_work(ctx, grad_out, wd, &gw)) ||
       (st = ms_tensor_new(x->shape, 4, wd, MS_CPU, 0, &d)) ||
-      (st = ms_cpu_avg_pool2d_backward(ctx, gw, p, d)) || (st = from_work(ctx, &d, x->dtype))) {
+      (st = ms_cpu_avg_pool2d_backward(ctx, gw, p, d)) || (st = ms_from_work(ctx, &d, x->dtype))) {
     ms_tensor_free(d);
     d = NULL;
   }
@@ -188,10 +172,10 @@ int ms_adaptive_avg_pool2d(ms_context *ctx, const ms_tensor *x, int64_t out_h, i
     return ms_fail(MS_ERR_INVALID, "%s: input %s has an empty spatial dim", op, ms_desc(x));
   if (!out) return ms_fail(MS_ERR_INVALID, "%s: out is NULL", op);
   int64_t shape[4] = {x->shape[0], x->shape[1], out_h, out_w};
-  ms_dtype wd = work_dtype(x);
+  ms_dtype wd = ms_work_dtype(x);
   ms_tensor *xw = NULL, *y = NULL;
-  if ((st = to_work(ctx, x, wd, &xw)) || (st = ms_tensor_new(shape, 4, wd, MS_CPU, 0, &y)) ||
-      (st = ms_cpu_adaptive_avg_pool2d(ctx, xw, y)) || (st = from_work(ctx, &y, x->dtype))) {
+  if ((st = ms_to_work(ctx, x, wd, &xw)) || (st = ms_tensor_new(shape, 4, wd, MS_CPU, 0, &y)) ||
+      (st = ms_cpu_adaptive_avg_pool2d(ctx, xw, y)) || (st = ms_from_work(ctx, &y, x->dtype))) {
     ms_tensor_free(y);
     y = NULL;
   }
@@ -211,12 +195,12 @@ int ms_adaptive_avg_pool2d_backward(ms_context *ctx, const ms_tensor *grad_out, 
       x->shape[3] < 1)
     return grad_shape_fail(op, grad_out, want, x);
   if (!dx) return ms_fail(MS_ERR_INVALID, "%s: dx is NULL", op);
-  ms_dtype wd = work_dtype(x);
+  ms_dtype wd = ms_work_dtype(x);
   ms_tensor *gw = NULL, *d = NULL;
-  if ((st = to_work(ctx, grad_out, wd, &gw)) ||
+  if ((st = ms_to_work(ctx, grad_out, wd, &gw)) ||
       (st = ms_tensor_new(x->shape, 4, wd, MS_CPU, 0, &d)) ||
       (st = ms_cpu_adaptive_avg_pool2d_backward(ctx, gw, d)) ||
-      (st = from_work(ctx, &d, x->dtype))) {
+      (st = ms_from_work(ctx, &d, x->dtype))) {
     ms_tensor_free(d);
     d = NULL;
   }

@@ -84,6 +84,24 @@ function H.values(t)
   return r
 end
 
+-- Files: whole-file reads and writes, existence.
+function H.read_file(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+function H.write_file(path, s)
+  local f = assert(io.open(path, "wb"))
+  f:write(s)
+  f:close()
+end
+function H.exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() end
+  return f ~= nil
+end
+
 -- Prints the closing line and exits non-zero on any failure.
 function H.done()
   local gc = package.loaded["moonseg.gradcheck"]

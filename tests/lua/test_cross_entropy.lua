@@ -7,12 +7,7 @@ local F = ms.functional
 
 local gen = ms.Generator(11)
 local function randn(shape, dtype) return ms.randn(shape, { dtype = dtype or "f64", generator = gen }) end
-local function flat(x)
-  local buf, n = x:to_f64_buffer()
-  local t = {}
-  for i = 0, n - 1 do t[i + 1] = buf[i] end
-  return t
-end
+local flat = H.values
 local function itensor(list, shape) return ms.tensor(list, { dtype = "i64" }):view(shape) end
 
 -- Reference: per-position losses (nil where ignored) and the reduced value.

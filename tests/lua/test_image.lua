@@ -18,22 +18,7 @@ os.remove(TMP)
 assert(os.execute("mkdir -p '" .. TMP .. "'") == 0 or true)
 local function tmp(name) return TMP .. "/" .. name end
 
-local function read_bytes(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-local function write_bytes(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() end
-  return f ~= nil
-end
+local read_bytes, write_bytes, exists = H.read_file, H.write_file, H.exists
 local function dir_entries(path)
   local p = io.popen("ls -A '" .. path .. "'")
   local list = {}

@@ -9,22 +9,7 @@ local tmpdir = os.tmpname()
 os.remove(tmpdir)
 os.execute("mkdir -p " .. tmpdir)
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-local function write(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() end
-  return f ~= nil
-end
+local read, write, exists = H.read_file, H.write_file, H.exists
 
 H.case("reads a file written by the Python safetensors package", function()
   local t, meta = ms.load(src .. "/tests/data/reference.safetensors")

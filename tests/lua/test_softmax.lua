@@ -6,12 +6,7 @@ local F = ms.functional
 
 local gen = ms.Generator(3)
 local function randn(shape, dtype) return ms.randn(shape, { dtype = dtype or "f64", generator = gen }) end
-local function flat(x)
-  local buf, n = x:to_f64_buffer()
-  local t = {}
-  for i = 0, n - 1 do t[i + 1] = buf[i] end
-  return t
-end
+local flat = H.values
 
 -- Naive reference over flat row-major values of shape, along 1-based dim.
 local function ref_softmax(x, dim, log)
