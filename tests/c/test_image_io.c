@@ -9,16 +9,7 @@
 
 #include "core/internal.h"
 
-static int failures, checks;
-#define CHECK(cond)                                                                                \
-  do {                                                                                             \
-    checks++;                                                                                      \
-    if (!(cond)) {                                                                                 \
-      failures++;                                                                                  \
-      fprintf(stderr, "%s:%d: CHECK failed: %s (last error: %s)\n", __FILE__, __LINE__, #cond,     \
-              ms_last_error());                                                                    \
-    }                                                                                              \
-  } while (0)
+#include "check.h"
 
 static ms_context *ctx;
 static char dir[256];

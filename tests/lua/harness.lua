@@ -84,6 +84,28 @@ function H.values(t)
   return r
 end
 
+-- n values from rnd scaled to [lo, hi) (rnd gives [0, 1)).
+function H.rlist(rnd, n, lo, hi)
+  local t = {}
+  for i = 1, n do t[i] = lo + (hi - lo) * rnd() end
+  return t
+end
+
+-- A tensor's values as a flat list via tolist (booleans stay booleans).
+function H.flat(t)
+  local r = {}
+  local function walk(v) if type(v) == "table" then for _, x in ipairs(v) do walk(x) end else r[#r + 1] = v end end
+  walk(t:tolist())
+  return r
+end
+
+-- A contiguous tensor from a flat list (f64 unless dtype), optionally requiring grad.
+function H.tensor(vals, shape, dtype, requires_grad)
+  local t = require("moonseg").tensor(vals, { dtype = dtype or "f64" }):reshape(shape):contiguous()
+  if requires_grad then t:requires_grad_() end
+  return t
+end
+
 -- Files: whole-file reads and writes, existence.
 function H.read_file(path)
   local f = assert(io.open(path, "rb"))

@@ -3,25 +3,10 @@ local ms = require "moonseg"
 local H = require "harness"
 local gc = require("moonseg.gradcheck").gradcheck
 
-local seed = 7
-local function rnd() seed = (seed * 1103515245 + 12345) % 2147483648; return seed / 2147483648 end
+local rnd = H.rng(7, 0, 1)
 -- Random values in [lo, hi) as a flat Lua list.
-local function rlist(n, lo, hi)
-  local t = {}
-  for i = 1, n do t[i] = lo + (hi - lo) * rnd() end
-  return t
-end
-local function flat(t)
-  local r = {}
-  local function walk(v) if type(v) == "table" then for _, x in ipairs(v) do walk(x) end else r[#r + 1] = v end end
-  walk(t:tolist())
-  return r
-end
-local function T(vals, shape, dtype, rg)
-  local t = ms.tensor(vals, { dtype = dtype or "f64" }):reshape(shape):contiguous()
-  if rg then t:requires_grad_() end
-  return t
-end
+local function rlist(n, lo, hi) return H.rlist(rnd, n, lo, hi) end
+local flat, T = H.flat, H.tensor
 
 local REF = {
   add = function(a, b) return a + b end, sub = function(a, b) return a - b end,

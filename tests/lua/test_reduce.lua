@@ -3,24 +3,9 @@ local ms = require "moonseg"
 local H = require "harness"
 local gc = require("moonseg.gradcheck").gradcheck
 
-local seed = 11
-local function rnd() seed = (seed * 1103515245 + 12345) % 2147483648; return seed / 2147483648 end
-local function rlist(n, lo, hi)
-  local t = {}
-  for i = 1, n do t[i] = lo + (hi - lo) * rnd() end
-  return t
-end
-local function flat(t)
-  local r = {}
-  local function walk(v) if type(v) == "table" then for _, x in ipairs(v) do walk(x) end else r[#r + 1] = v end end
-  walk(t:tolist())
-  return r
-end
-local function mk(vals, shape, dtype, rg)
-  local t = ms.tensor(vals, { dtype = dtype or "f64" }):reshape(shape):contiguous()
-  if rg then t:requires_grad_() end
-  return t
-end
+local rnd = H.rng(11, 0, 1)
+local function rlist(n, lo, hi) return H.rlist(rnd, n, lo, hi) end
+local flat, mk = H.flat, H.tensor
 
 -- Naive reference: reduce flat values of shape over the 1-based dims set red.
 local function ref_reduce(vals, shape, red, kind, correction)
