@@ -25,6 +25,7 @@ local spec = {
   { "stride", "size", nil, "sliding stride W H" },
   { "num_workers", "int", 0, "data loading threads" },
   { "threads", "int", nil, "CPU threads" },
+  { "device", "string", "cpu", "cpu, cpu:N, gpu, gpu:N, cuda:N (a checkpoint from any device loads on any)" },
 }
 local ok, cfg = pcall(flags.parse, spec, arg or {}, "recipes/val.lua")
 local function usage(msg) io.stderr:write("recipes/val.lua: ", msg, "\n") os.exit(2) end
@@ -32,6 +33,8 @@ if not ok then usage(tostring(cfg)) end
 if not cfg.model_path then usage("--model_path is required (see --help)") end
 if cfg.is_slide and not (cfg.crop_size and cfg.stride) then usage("--is_slide needs --crop_size W H and --stride W H") end
 if cfg.threads then ms.set_num_threads(cfg.threads) end
+local okd, device = pcall(require("moonseg.engine.device").parse, cfg.device)
+if not okd or device == "auto" then usage(okd and "--device auto: name a device" or device) end
 
 local weights = cfg.model_path
 if not weights:match("%.safetensors$") then weights = weights .. "/model.safetensors" end
@@ -39,6 +42,7 @@ local sd = ms.load(weights)
 local nc = cfg.num_classes or (sd["seg_heads.0.conv_out.weight"] and sd["seg_heads.0.conv_out.weight"]:size(1))
 if not nc then usage("cannot tell num_classes from " .. weights .. ": pass --num_classes") end
 local model = ms.models.PPLiteSeg { num_classes = nc, backbone = cfg.backbone }
+model:to(device)
 model:load_state_dict(sd)
 local ds = cfg.dataset_root and ms.data.PaddleSegDataset { dataset_root = cfg.dataset_root, mode = "val", num_classes = nc }
   or ms.data.Synthetic { mode = "val" }

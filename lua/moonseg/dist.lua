@@ -260,7 +260,7 @@ function dist.all_gather_into_tensor(t)
   local g = need_group("all_gather")
   local shape = t:size()
   table.insert(shape, 1, g.world_size)
-  local out = T.M.empty(shape, { dtype = t.dtype })
+  local out = T.M.empty(shape, { dtype = t.dtype, device = t.device })
   check(C.ms_comm_all_gather(g.comm, th(t, "all_gather"), T.handle(out)))
   return out
 end
@@ -284,7 +284,7 @@ function dist.reduce_scatter(x, op)
       table.concat(shape, ", "), g.world_size), 2)
   end
   shape[1] = shape[1] / g.world_size
-  local out = T.M.empty(shape, { dtype = x.dtype })
+  local out = T.M.empty(shape, { dtype = x.dtype, device = x.device })
   check(C.ms_comm_reduce_scatter(g.comm, th(x, "reduce_scatter"), T.handle(out), op_code(op)))
   return out
 end

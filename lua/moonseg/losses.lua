@@ -57,7 +57,7 @@ end
 
 -- Per-class counts of label values (ignore_index skipped); errors name a bad value.
 local function label_counts(label, num_classes, ignore_index)
-  local counts = ms.zeros({ num_classes }, { dtype = "i64" })
+  local counts = ms.zeros({ num_classes }, { dtype = "i64", device = label:device_str() })
   L.check(C.ms_label_counts(ctx, T.handle(label), num_classes, ignore_index, T.handle(counts)), 3)
   local list = counts:tolist()
   counts:free()
@@ -72,7 +72,7 @@ function M.kth_smallest(x, k)
   return v[0]
 end
 
--- Class weights: a list of numbers or a tensor; cached per dtype.
+-- Class weights: a list of numbers or a tensor; cached per dtype and device.
 local function weight_arg(w, name)
   if w == nil then return nil end
   if T.is_tensor(w) then w = w:to("f64"):tolist() end
@@ -85,11 +85,13 @@ local function weight_arg(w, name)
   return w
 end
 
-local function weight_tensor(self, dtype)
+local function weight_tensor(self, like)
   if not self.weight then return nil end
   self._wt = self._wt or {}
-  if not self._wt[dtype] then self._wt[dtype] = ms.tensor(self.weight, { dtype = dtype }) end
-  return self._wt[dtype]
+  local dtype, device = like:type(), like:device_str()
+  local key = dtype .. "@" .. device
+  if not self._wt[key] then self._wt[key] = ms.tensor(self.weight, { dtype = dtype, device = device }) end
+  return self._wt[key]
 end
 
 local function check_weight_len(self, c)
@@ -132,7 +134,7 @@ function Loss:_ce_forward(logits, label)
   if not self.avg_non_ignore then denom = denom + (numel - valid) end
   denom = denom + self.EPS * numel
   if denom == 0 then denom = 1 end
-  local s = F.cross_entropy(logits, lbl, { weight = weight_tensor(self, logits:type()),
+  local s = F.cross_entropy(logits, lbl, { weight = weight_tensor(self, logits),
     ignore_index = ig, reduction = "sum" })
   return s:div(denom)
 end
@@ -219,7 +221,7 @@ function M._dice_forward(self, logits, label)
   local clean = ms.where(valid, lbl, 0)
   local cshape = { 1, c }
   for _ = 3, logits:dim() do cshape[#cshape + 1] = 1 end
-  local classes = ms.arange(0, c, 1, { dtype = "i64" }):view(cshape)
+  local classes = ms.arange(0, c, 1, { dtype = "i64", device = logits:device_str() }):view(cshape)
   local onehot = clean:unsqueeze(2):eq(classes):to(dt):mul(mask) -- [N, C, ...]
   local prob = F.softmax(logits, 2):mul(mask)
   local pf, yf = prob:reshape(n, c, -1), onehot:reshape(n, c, -1)
@@ -227,7 +229,7 @@ function M._dice_forward(self, logits, label)
   local card = pf:add(yf):sum(3)   -- [N, C]
   local ratio = inter:mul(2):add(self.smooth):div(card:add(self.smooth + self.eps))
   local per_class = ratio:neg():add(1):mean(1) -- [C]
-  if self.weight then per_class = per_class:mul(weight_tensor(self, dt)) end
+  if self.weight then per_class = per_class:mul(weight_tensor(self, logits)) end
   return per_class:sum():div(c)
 end
 

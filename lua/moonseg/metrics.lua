@@ -53,6 +53,9 @@ function CM:update(x, label)
   end
   if pred:dim() == label:dim() + 1 and pred:dim() >= 2 and pred:size(2) == 1 then pred = pred:squeeze(2) end
   if label:dim() == pred:dim() + 1 and label:dim() >= 2 and label:size(2) == 1 then label = label:squeeze(2) end
+  -- the counts follow the predictions' device (a model moved with model:to brings its metrics)
+  local dev = label:device_str()
+  if self.mat:device_str() ~= dev then self.mat = self.mat:to(dev) end
   L.check(C.ms_confusion_matrix(ctx, T.handle(pred), T.handle(label), self.num_classes,
     self.ignore_index, T.handle(self.mat)), 2)
   if free_pred then pred:free() end

@@ -76,10 +76,12 @@ end
 
 function Tensor.dtype_code(t) return tonumber(C.ms_tensor_dtype(handle(t))) end
 function Tensor.type(t) return L.dtype_names[Tensor.dtype_code(t)] end
+-- "cpu" for cpu:0 (the common case reads as before), "cpu:N" for the other host devices, "cuda:N".
 function Tensor.device_str(t)
   local h = handle(t)
-  if C.ms_tensor_device_type(h) == 0 then return "cpu" end
-  return "cuda:" .. C.ms_tensor_device_index(h)
+  local i = C.ms_tensor_device_index(h)
+  if C.ms_tensor_device_type(h) == 0 then return i == 0 and "cpu" or "cpu:" .. i end
+  return "cuda:" .. i
 end
 function Tensor.is_contiguous(t) return C.ms_tensor_is_contiguous(handle(t)) == 1 end
 function Tensor.is_floating_point(t) return Tensor.dtype_code(t) <= 3 end
@@ -119,11 +121,45 @@ local function dtype_code(d, default)
 end
 Tensor.dtype_arg = dtype_code
 
-local function device_arg(dev)
-  if dev == nil or dev == "cpu" then return 0, 0 end
-  local idx = type(dev) == "string" and dev:match("^cuda:?(%d*)$")
-  if idx then return 1, tonumber(idx) or 0 end
-  error("unknown device '" .. tostring(dev) .. "' (cpu, cuda, cuda:N)", 3)
+-- Device strings: cpu, cpu:N (host devices for testing that every tensor follows its device),
+-- cuda, cuda:N, and gpu, gpu:N (PaddleSeg's name for cuda). Returns type code, index.
+local default_type, default_index = 0, 0
+local function parse_device(dev, level)
+  if dev == nil then return default_type, default_index end
+  if type(dev) == "string" then
+    local kind, idx = dev:match("^(%a+):?(%d*)$")
+    if idx and (idx ~= "" or not dev:find(":")) then
+      local i = tonumber(idx) or 0
+      if kind == "cpu" then return 0, i end
+      if kind == "cuda" or kind == "gpu" then return 1, i end
+    end
+  end
+  error("unknown device '" .. tostring(dev) .. "' (cpu, cpu:N, cuda, cuda:N, gpu, gpu:N)", (level or 2) + 1)
+end
+local function device_arg(dev) return parse_device(dev, 3) end
+
+-- The canonical string of a device ("cpu", "cpu:1", "cuda:0"), as t.device reads.
+local function device_name(dt, di)
+  if dt == 0 then return di == 0 and "cpu" or "cpu:" .. di end
+  return "cuda:" .. di
+end
+function Tensor.canonical_device(dev)
+  return device_name(parse_device(dev, 2))
+end
+Tensor.device_name = device_name
+
+-- Factories without a device use this one (MOONSEG_DEFAULT_DEVICE sets it at load).
+function Tensor.set_default_device(dev)
+  local dt, di = parse_device(dev, 2)
+  default_type, default_index = dt, di
+end
+function Tensor.get_default_device() return device_name(default_type, default_index) end
+do
+  local env = os.getenv("MOONSEG_DEFAULT_DEVICE")
+  if env and env ~= "" then
+    local ok, err = pcall(Tensor.set_default_device, env)
+    if not ok then error("MOONSEG_DEFAULT_DEVICE: " .. tostring(err), 0) end
+  end
 end
 Tensor.device_arg = device_arg
 
@@ -207,6 +243,40 @@ function M.arange(a, b, c, opts)
   return finish(take(C.ms_arange(ctx, start, stop, step, dtype_code(opts.dtype, int and 4 or 1), dt, di, out)), opts)
 end
 
+-- Options for a tensor made on x's behalf: x's dtype and device unless opts says otherwise.
+local function like_opts(x, opts)
+  local o = { dtype = x:type(), device = x:device_str() }
+  if opts then for k, v in pairs(opts) do o[k] = v end end
+  return o
+end
+Tensor.like_opts = like_opts
+
+-- zeros_like(x[, opts]) and friends: x's shape, dtype and device.
+function M.empty_like(x, opts) return M.empty(x:size(), like_opts(x, opts)) end
+function M.zeros_like(x, opts) return M.full(x:size(), 0, like_opts(x, opts)) end
+function M.ones_like(x, opts) return M.full(x:size(), 1, like_opts(x, opts)) end
+function M.full_like(x, value, opts) return M.full(x:size(), value, like_opts(x, opts)) end
+
+-- x:new_zeros(shape...[, opts]) and friends: a new shape with x's dtype and device.
+function Tensor.new_empty(x, ...)
+  local opts, n = split_opts(...)
+  return M.empty(shape_from(n, ...), like_opts(x, opts))
+end
+function Tensor.new_zeros(x, ...)
+  local opts, n = split_opts(...)
+  return M.full(shape_from(n, ...), 0, like_opts(x, opts))
+end
+function Tensor.new_ones(x, ...)
+  local opts, n = split_opts(...)
+  return M.full(shape_from(n, ...), 1, like_opts(x, opts))
+end
+function Tensor.new_full(x, shape, value, opts) return M.full(shape, value, like_opts(x, opts)) end
+-- x:new_tensor(data[, opts]): ms.tensor on x's device, in x's dtype.
+function Tensor.new_tensor(x, data, opts) return M.tensor(data, like_opts(x, opts)) end
+
+M.set_default_device = Tensor.set_default_device
+M.get_default_device = Tensor.get_default_device
+
 local function nested_shape(v, shape, depth)
   if type(v) == "table" and not is_tensor(v) then
     shape[depth] = #v
@@ -248,8 +318,8 @@ function M.tensor(data, opts)
     t:free()
     t = c
   end
-  if opts.device and opts.device ~= "cpu" then
-    local dt, di = device_arg(opts.device)
+  local dt, di = device_arg(opts.device)
+  if dt ~= 0 or di ~= 0 then
     local d = take(C.ms_to_device(ctx, t._h, dt, di, out))
     t:free()
     t = d

@@ -264,8 +264,9 @@ function M.wrap(model, o)
   for i = #params, 1, -1 do
     local p = params[i]
     local nbytes = p:numel() * tonumber(ms.lib.C.ms_dtype_size(p:dtype_code()))
-    if not cur or cur.dtype ~= p:type() or (cur.bytes > 0 and cur.bytes + nbytes > cap) then
-      cur = { dtype = p:type(), bytes = 0, numel = 0, params = {}, offsets = {} }
+    -- a bucket holds one dtype on one device (the flat buffer lives where its params do)
+    if not cur or cur.dtype ~= p:type() or cur.device ~= p:device_str() or (cur.bytes > 0 and cur.bytes + nbytes > cap) then
+      cur = { dtype = p:type(), device = p:device_str(), bytes = 0, numel = 0, params = {}, offsets = {} }
       self.buckets[#self.buckets + 1] = cur
     end
     cur.params[#cur.params + 1] = p
@@ -274,7 +275,7 @@ function M.wrap(model, o)
     cur.bytes = cur.bytes + nbytes
   end
   for bi, b in ipairs(self.buckets) do
-    b.flat = ms.zeros(math.max(b.numel, 1), { dtype = b.dtype })
+    b.flat = ms.zeros(math.max(b.numel, 1), { dtype = b.dtype, device = b.device })
     b.views = {}
     for j, p in ipairs(b.params) do
       b.views[j] = b.flat:narrow(1, b.offsets[j] + 1, p:numel()):view(p:size())

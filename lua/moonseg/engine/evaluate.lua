@@ -36,7 +36,7 @@ function M.evaluate(model, dataset, o)
       crop_size = o.aug and o.aug.crop_size, stride = o.aug and o.aug.stride,
       flip_horizontal = o.aug and o.aug.flip_horizontal, flip_vertical = o.aug and o.aug.flip_vertical,
       scales = o.aug and o.aug.scales, size = { label:size(2), label:size(3) } })
-    cm:update(logits, label)
+    cm:update(logits, label:to(logits.device))
     if bar then bar:update(i, string.format(" - batch_cost: %.4f", (ms.time() - t0) / i)) end
   end
   loader:close()

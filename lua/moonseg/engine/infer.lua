@@ -19,7 +19,7 @@ function M.slide(model, x, crop, stride)
   local sw, sh = stride[1], stride[2]
   if cw > w or ch > h then -- pad bottom/right to the window
     local ph, pw = math.max(ch, h), math.max(cw, w)
-    local padded = ms.zeros(1, x:size(2), ph, pw)
+    local padded = x:new_zeros(1, x:size(2), ph, pw)
     padded[{ {}, {}, { 1, h }, { 1, w } }] = x
     local full = M.slide(model, padded, crop, stride)
     return full[{ {}, {}, { 1, h }, { 1, w } }]:contiguous()
@@ -35,8 +35,8 @@ function M.slide(model, x, crop, stride)
       local win = x[{ {}, {}, { y0 + 1, y1 }, { x0 + 1, x1 } }]:contiguous()
       local logit = main_logits(model, win)
       if not sum then
-        sum = ms.zeros(1, logit:size(2), h, w)
-        count = ms.zeros(1, 1, h, w)
+        sum = logit:new_zeros(1, logit:size(2), h, w)
+        count = logit:new_zeros(1, 1, h, w)
       end
       local s = sum[{ {}, {}, { y0 + 1, y1 }, { x0 + 1, x1 } }]
       s:add_(logit)
@@ -58,6 +58,7 @@ end
 -- aug_inference does.
 function M.logits(model, x, o)
   o = o or {}
+  if type(model) == "table" and model.device then x = x:to(model:device()) end -- images come from the host; the model may not be there
   return ms.no_grad(function()
     local h, w = x:size(3), x:size(4)
     local size = o.size or { h, w }

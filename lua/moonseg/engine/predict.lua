@@ -42,13 +42,13 @@ function M.predict(model, images, o)
     local raw = ms.image.read(path)
     local x = o.transforms:apply(raw):unsqueeze(1)
     local logits = infer.logits(model, x, o.aug)
-    local pred = logits:argmax(2):squeeze(1):squeeze(1) -- [H, W], 1-based
+    local pred = logits:argmax(2):squeeze(1):squeeze(1):to(raw.device) -- [H, W], 1-based, on the host
     local ids = (pred - 1):to("u8")
     local stem = basename(path)
     ms.image.write_png(save_dir .. "/pseudo_color_prediction/" .. stem .. ".png", ids, { palette = palette })
-    local color = ms.zeros(raw:size())
+    local color = ms.zeros_like(raw, { dtype = "f32" })
     for c = 1, o.num_classes do
-      color:add_(pred:eq(c):to("f32"):unsqueeze(3) * ms.tensor(palette[c], { dtype = "f32" }):view(1, 1, 3))
+      color:add_(pred:eq(c):to("f32"):unsqueeze(3) * color:new_tensor(palette[c]):view(1, 1, 3))
     end
     local added = (raw:to("f32") * 0.6 + color * 0.4):to("u8")
     ms.image.write_jpeg(save_dir .. "/added_prediction/" .. stem .. ".jpg", added, { quality = 95 })

@@ -22,7 +22,7 @@ function M.spec(d)
     { "seed", "int", d.seed or 0, "random seed (weights, shuffling, augmentation)" },
     { "early_stop_intervals", "int", nil, "stop after this many evaluations without a better mIoU", min = 1 },
     { "use_ema", "bool", false, "evaluate and save an exponential moving average of the weights" },
-    { "device", "string", d.device or "auto", "cpu, gpu or auto (gpu when present)", choices = { "auto", "cpu", "gpu" } },
+    { "device", "string", d.device or "auto", "auto (a GPU when it can train the recipe), cpu, cpu:N, gpu, gpu:N, cuda:N" },
     { "dataset_root", "string", nil, "a PaddleSeg-format data set (train_list.txt, val_list.txt)" },
     { "num_classes", "int", d.num_classes, "number of classes", min = 1 },
     { "backbone", "string", d.backbone, "STDC1 (PP-LiteSeg-T) or STDC2 (PP-LiteSeg-B)", choices = { "STDC1", "STDC2" } },
@@ -39,14 +39,7 @@ function M.spec(d)
   return spec
 end
 
-local function resolve_device(cfg)
-  if cfg.device == "auto" then return ms.has_cuda() and ms.lib.C.ms_cuda_device_count() > 0 and "gpu" or "cpu" end
-  if cfg.device == "gpu" and not (ms.has_cuda() and ms.lib.C.ms_cuda_device_count() > 0) then
-    error("--device gpu: " .. (ms.has_cuda() and "no CUDA device is visible" or
-      "this moonseg was built without CUDA (the CUDA backend is not available yet)"), 0)
-  end
-  return cfg.device
-end
+local devices = require "moonseg.engine.device"
 
 -- parse(defaults, argv, prog) -> cfg (flags merged over the recipe's defaults).
 function M.parse(defaults, argv, prog)
@@ -68,10 +61,9 @@ function M.parse(defaults, argv, prog)
     if not okl then usage_error(tostring(code)) end
     os.exit(code)
   end
-  local okd, dev = pcall(resolve_device, cfg)
+  local okd, dev = pcall(devices.parse, cfg.device)
   if not okd then usage_error(dev) end
-  cfg.device = dev
-  if cfg.device == "gpu" then usage_error("--device gpu: the CUDA training path is not implemented yet") end
+  cfg.device = dev -- "auto" is settled in run(), once the model exists to ask about
   if cfg.precision ~= "fp32" then
     usage_error("--precision " .. cfg.precision .. ": mixed precision needs the CUDA backend, which is not available yet")
   end
@@ -90,6 +82,13 @@ function M.run(cfg, build)
   ms.manual_seed(cfg.seed)
   local parts = build(cfg)
   for k, v in pairs(cfg) do if parts[k] == nil then parts[k] = v end end
+  local okd, dev = pcall(devices.resolve, cfg, parts, log.info)
+  if not okd then
+    io.stderr:write(tostring(dev), "\n")
+    os.exit(2)
+  end
+  cfg.device, parts.device = dev, dev
+  parts.model:to(dev) -- in place: the optimizer built with the model still holds its parameters
   if dctx then ddp.attach(dctx, parts, cfg) end
   if cfg.log_dir then
     require("moonseg.engine.checkpoint").mkdir(cfg.log_dir)

@@ -22,10 +22,11 @@ local function overlay_images(model, dataset, transforms, n, num_classes)
     local raw = ms.image.read((dataset:sample(i))):to("f32")
     -- predicted at the original size (validation transforms may resize)
     local pred = infer.logits(model, img, { size = { raw:size(1), raw:size(2) } }):argmax(2):squeeze(1)
-    local color = ms.zeros(raw:size())
+    pred = pred:to(raw.device) -- the picture is made where the image was read
+    local color = ms.zeros_like(raw)
     for c = 1, num_classes do
       local mask = pred:eq(c):to("f32"):unsqueeze(3)
-      color:add_(mask * ms.tensor(palette[c], { dtype = "f32" }):view(1, 1, 3))
+      color:add_(mask * raw:new_tensor(palette[c]):view(1, 1, 3))
     end
     out[i] = (raw * 0.6 + color * 0.4):to("u8")
   end
@@ -74,6 +75,7 @@ function M.train(cfg)
   end
 
   model:train()
+  local device = model:device() -- batches go where the model is
   local avg_loss, n_avg, batch_cost, reader_cost = 0, 0, 0, 0
   local losses_seen = {}
   local t_run = ms.time()
@@ -84,6 +86,7 @@ function M.train(cfg)
     iter = iter + 1
     local t0 = ms.time()
     local images, labels, epoch = loader:next()
+    images, labels = images:to(device), labels:to(device) -- no copy when the model is on the host's cpu:0
     local t_read = ms.time() - t0
     local lr = cfg.lr_schedule(iter - 1)
     opt.lr = lr

@@ -142,6 +142,41 @@ function Module:train(mode)
 end
 function Module:eval() return self:train(false) end
 
+-- Moves t's contents to device and/or dtype in place: t keeps its identity (optimizers, hooks
+-- and state dicts holding it see the moved tensor), its handle now points at the new storage.
+local function move_in_place(t, device, dtype)
+  if dtype and not t:is_floating_point() then dtype = nil end -- integer buffers keep their dtype
+  if not device and not dtype then return end
+  local ms = require "moonseg"
+  local y = ms.no_grad(function() return t:to(device or t:device_str(), dtype) end)
+  if y == t then return end
+  t._h, y._h = y._h, t._h
+  y:free()
+  local g = rawget(t, "grad")
+  if g then t.grad = ms.no_grad(function() return g:to(device or g:device_str(), dtype) end) end
+end
+
+-- model:to(device), model:to(dtype), model:to(device, dtype), model:to{device=, dtype=}:
+-- every parameter and buffer, in place; returns the module. Integer buffers keep their dtype.
+function Module:to(a, b)
+  local device, dtype
+  if type(a) == "table" then device, dtype = a.device, a.dtype
+  elseif type(a) == "string" and (a:match("^cpu") or a:match("^cuda") or a:match("^gpu")) then device, dtype = a, b
+  else dtype = a end
+  if device then device = Tensor.canonical_device(device) end
+  if dtype then Tensor.dtype_arg(dtype) end -- a bad name fails before anything moves
+  for _, kv in ipairs(self:named_parameters()) do move_in_place(kv[2], device, dtype) end
+  for _, kv in ipairs(self:named_buffers()) do move_in_place(kv[2], device, dtype) end
+  return self
+end
+
+-- The device of the first parameter (or buffer); the default device for a module holding neither.
+function Module:device()
+  local p = self:named_parameters()[1] or self:named_buffers()[1]
+  if p then return p[2]:device_str() end
+  return Tensor.get_default_device()
+end
+
 function Module:zero_grad()
   for _, p in ipairs(self:parameters()) do p.grad = nil end
 end
@@ -190,7 +225,13 @@ function Module:load_state_dict(sd, strict)
   local ms = require "moonseg"
   ms.no_grad(function()
     for k, v in pairs(sd) do
-      if own[k] then own[k]:copy_(v) end
+      -- into the existing tensor: its device and dtype stay (a checkpoint from any device loads)
+      local mine = own[k]
+      if mine then
+        local dev = mine:device_str()
+        if v:device_str() ~= dev then v = v:to(dev) end
+        mine:copy_(v)
+      end
     end
   end)
   return { missing = missing, unexpected = unexpected }

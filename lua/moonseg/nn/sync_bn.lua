@@ -27,7 +27,7 @@ return function(nn, ms)
   -- is exact up to rounding and free of the cancellation of sum(x^2) - N mean^2.
   local function global_stats(x, C, dims, bshape)
     local n = x:numel() / C
-    local st = ms.zeros(2 * C + 1, { dtype = "f64" })
+    local st = ms.zeros(2 * C + 1, { dtype = "f64", device = x:device_str() })
     st:narrow(1, 1, 1):fill_(n)
     if n > 0 then
       local m = x:mean(dims)

@@ -246,20 +246,23 @@ return function(ms, T, A, L)
   end
 
   -- ---- where ------------------------------------------------------------------------
-  local function as_tensor(v, like)
+  -- A number operand of where as a 0-d tensor: the other operand's dtype and the device of the
+  -- tensors it meets (cond's when both operands are numbers).
+  local function as_tensor(v, like, cond)
     if real_is_tensor(v) then return v end
-    return ms.full({}, num(v, "where"), { dtype = like and like:type() or "f32", device = like and like:device_str() })
+    return ms.full({}, num(v, "where"), { dtype = like and like:type() or "f32",
+      device = (like or cond):device_str() })
   end
   function ms.where(cond, a, b)
     if not real_is_tensor(cond) then error("where: condition must be a bool tensor", 2) end
-    local ta = as_tensor(a, real_is_tensor(b) and b or nil)
-    local tb = as_tensor(b, ta)
+    local ta = as_tensor(a, real_is_tensor(b) and b or nil, cond)
+    local tb = as_tensor(b, ta, cond)
     local y = take(C.ms_where(ctx, handle(cond), handle(ta), handle(tb), out), 2)
     if A.needs(ta, tb) then
       local sa, sb = shell(ta), shell(tb)
       A.record("where", { ta, tb }, { y }, function(n, g)
         local c = n.saved.cond
-        local zero = ms.zeros({}, { dtype = g:type() })
+        local zero = ms.zeros({}, { dtype = g:type(), device = g:device_str() })
         local ga = wants(sa) and fit(ms.where(c, g, zero), sa) or nil
         local gb = wants(sb) and fit(ms.where(c, zero, g), sb) or nil
         return ga, gb

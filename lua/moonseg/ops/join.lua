@@ -35,7 +35,7 @@ return function(ms, T, A, L)
           local len = inf.skip and 0 or inf.shape[d]
           if node.next[i] then
             if len == 0 then
-              grads[i] = ms.zeros(inf.shape, { dtype = inf.dtype })
+              grads[i] = ms.zeros(inf.shape, { dtype = inf.dtype, device = g:device_str() })
             else
               local part = g:narrow(d, off + 1, len)
               local gi = part:to(inf.dtype)

@@ -164,9 +164,9 @@ return function(ms, T, A, L)
         local shape = {}
         for i = 1, math.max(nd, 1) do shape[i] = 1 end
         shape[c + 1] = n
-        local pos = ms.arange(n):reshape(shape)
+        local pos = ms.arange(n, { device = g:device_str() }):reshape(shape)
         local mask = pos:eq(node.saved.idx:reshape(ks))
-        local zero = ms.zeros({}, { dtype = g:type() })
+        local zero = ms.zeros({}, { dtype = g:type(), device = g:device_str() })
         return ms.where(mask, g:reshape(ks), zero)
       end, { idx = A.save(idx0) })
     else

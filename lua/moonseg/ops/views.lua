@@ -231,12 +231,18 @@ return function(ms, T, A, L)
     return y
   end
 
-  -- to(dtype) / to(device) / to{dtype=, device=}: a copy when anything changes, else x.
-  function T.to(x, a)
+  -- to(dtype) / to(device) / to(device, dtype) / to{dtype=, device=} / to(other tensor): a copy
+  -- when anything changes, else x; gradients flow back through both moves.
+  local function is_device(a)
+    return type(a) == "string" and (a:match("^cpu") or a:match("^cuda") or a:match("^gpu")) ~= nil
+  end
+  function T.to(x, a, b)
     local dtype, device
-    if type(a) == "table" and not T.is_tensor(a) then dtype, device = a.dtype, a.device
-    elseif type(a) == "string" and (a == "cpu" or a:match("^cuda")) then device = a
+    if T.is_tensor(a) then dtype, device = a:type(), a:device_str()
+    elseif type(a) == "table" then dtype, device = a.dtype, a.device
+    elseif is_device(a) then device, dtype = a, b
     else dtype = a end
+    if device ~= nil then device = T.canonical_device(device) end
     local y = x
     if dtype ~= nil then
       local code = T.dtype_arg(dtype)

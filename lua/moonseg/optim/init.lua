@@ -2,6 +2,13 @@
 local ms = require "moonseg"
 local optim = {}
 
+-- A copy of saved state v on param p's device, in p's dtype (a checkpoint from another device loads).
+local function state_like(v, p)
+  local t = v:to(p)
+  if t == v then t = v:clone() end
+  return t
+end
+
 local function param_list(params)
   if type(params) == "table" and params.parameters then return params:parameters() end
   return params
@@ -27,7 +34,7 @@ function optim.SGD:step()
         if self.momentum ~= 0 then
           local v = self.state[i]
           if not v then
-            v = ms.zeros(p:size(), { dtype = p:type() })
+            v = ms.zeros_like(p)
             self.state[i] = v
           end
           v:mul_(self.momentum):add_(g)
@@ -53,7 +60,7 @@ function optim.SGD:load_state_dict(sd)
   for k, v in pairs(sd) do
     local i = tonumber(k:match("^momentum%.(%d+)$"))
     if not i or not self.params[i] then error("SGD:load_state_dict: unexpected key " .. k, 2) end
-    self.state[i] = v:clone()
+    self.state[i] = state_like(v, self.params[i])
   end
 end
 
@@ -75,7 +82,7 @@ function optim.AdamW:step()
       if g then
         local m, v = self.m[i], self.v[i]
         if not m then
-          m, v = ms.zeros(p:size()), ms.zeros(p:size())
+          m, v = ms.zeros_like(p), ms.zeros_like(p)
           self.m[i], self.v[i] = m, v
         end
         p:mul_(1 - self.lr * self.weight_decay)
@@ -115,7 +122,7 @@ function optim.AdamW:load_state_dict(sd)
     local kind, i = k:match("^([mv])%.(%d+)$")
     i = tonumber(i)
     if not kind or not self.params[i] then error("AdamW:load_state_dict: unexpected key " .. k, 2) end
-    self[kind][i] = t:clone()
+    self[kind][i] = state_like(t, self.params[i])
   end
 end
 function optim.AdamW:extra_state() return { t = self.t } end
