@@ -51,8 +51,11 @@ const char *ms_desc(const ms_tensor *t) {
     return b;
   }
   int n = format_shape(b, 192, t->shape, t->ndim);
-  if (n < 192)
-    snprintf(b + n, 192 - n, " %s%s", ms_dtype_name(t->dtype),
-             t->storage && t->storage->device == MS_CUDA ? " cuda" : "");
+  if (n < 192) /* the device is named unless it is the default cpu:0 */
+    snprintf(b + n, 192 - n, " %s%s%s", ms_dtype_name(t->dtype),
+             t->storage && (t->storage->device != MS_CPU || t->storage->device_index) ? " " : "",
+             t->storage && (t->storage->device != MS_CPU || t->storage->device_index)
+                 ? ms_device_str(t->storage->device, t->storage->device_index)
+                 : "");
   return b;
 }

@@ -58,6 +58,17 @@ int ms_tensor_new(const int64_t *shape, int ndim, ms_dtype dtype, ms_device_type
                   int device_index, ms_tensor **out);
 /* A new contiguous tensor shaped and placed like t (dtype given). */
 int ms_tensor_new_like(const ms_tensor *t, ms_dtype dtype, ms_tensor **out);
+/* A new contiguous tensor of the given shape on the device (type and index) of `on`. */
+int ms_tensor_new_on(const ms_tensor *on, const int64_t *shape, int ndim, ms_dtype dtype,
+                     ms_tensor **out);
+/* Host devices cpu:0 .. cpu:(MS_MAX_CPU_DEVICES - 1): same kernels, separate identities. */
+#define MS_MAX_CPU_DEVICES 8
+/* "cpu:1" / "cuda:0"; thread-local ring of buffers like ms_desc. */
+const char *ms_device_str(ms_device_type device, int index);
+static inline int ms_same_device(const ms_tensor *a, const ms_tensor *b) {
+  return a->storage->device == b->storage->device &&
+         a->storage->device_index == b->storage->device_index;
+}
 /* A handle sharing t's storage with new geometry (refcount + 1). */
 int ms_tensor_make_view(const ms_tensor *t, const int64_t *shape, const int64_t *strides, int ndim,
                         int64_t offset, ms_tensor **out);

@@ -1,4 +1,5 @@
 /* tensor.c: tensor handles, metadata accessors and contiguity. */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "internal.h"
@@ -35,6 +36,9 @@ int ms_tensor_new(const int64_t *shape, int ndim, ms_dtype dtype, ms_device_type
   if (!ms_dtype_valid(dtype)) return ms_fail(MS_ERR_DTYPE, "tensor: invalid dtype %d", dtype);
   if (device != MS_CPU && device != MS_CUDA)
     return ms_fail(MS_ERR_DEVICE, "tensor: invalid device type %d", device);
+  if (device_index < 0 || (device == MS_CPU && device_index >= MS_MAX_CPU_DEVICES))
+    return ms_fail(MS_ERR_DEVICE, "tensor: no device %s (cpu devices are cpu:0 .. cpu:%d)",
+                   ms_device_str(device, device_index), MS_MAX_CPU_DEVICES - 1);
   int64_t n = 1;
   for (int i = 0; i < ndim; i++) {
     if (shape[i] < 0)
@@ -61,6 +65,11 @@ int ms_tensor_new(const int64_t *shape, int ndim, ms_dtype dtype, ms_device_type
 
 int ms_tensor_new_like(const ms_tensor *t, ms_dtype dtype, ms_tensor **out) {
   return ms_tensor_new(t->shape, t->ndim, dtype, t->storage->device, t->storage->device_index, out);
+}
+
+int ms_tensor_new_on(const ms_tensor *on, const int64_t *shape, int ndim, ms_dtype dtype,
+                     ms_tensor **out) {
+  return ms_tensor_new(shape, ndim, dtype, on->storage->device, on->storage->device_index, out);
 }
 
 void ms_tensor_free(ms_tensor *t) {
@@ -121,12 +130,23 @@ int ms_check_tensor(const char *op, const char *name, const ms_tensor *t) {
 
 int ms_check_same_device(const char *op, const ms_tensor *a, const ms_tensor *b) {
   if (!a || !b) return MS_OK;
-  if (a->storage->device != b->storage->device ||
-      a->storage->device_index != b->storage->device_index)
-    return ms_fail(MS_ERR_DEVICE, "%s: operands on different devices (%s:%d vs %s:%d)", op,
-                   a->storage->device == MS_CPU ? "cpu" : "cuda", a->storage->device_index,
-                   b->storage->device == MS_CPU ? "cpu" : "cuda", b->storage->device_index);
+  if (!ms_same_device(a, b))
+    return ms_fail(MS_ERR_DEVICE, "%s: operands on different devices (%s vs %s)", op,
+                   ms_device_str(a->storage->device, a->storage->device_index),
+                   ms_device_str(b->storage->device, b->storage->device_index));
   return MS_OK;
+}
+
+const char *ms_device_str(ms_device_type device, int index) {
+  static __thread char ring[4][32];
+  static __thread int next;
+  char *b = ring[next++ & 3];
+  snprintf(b, sizeof ring[0], "%s:%d",
+           device == MS_CPU    ? "cpu"
+           : device == MS_CUDA ? "cuda"
+                               : "?",
+           index);
+  return b;
 }
 
 int ms_check_float(const char *op, const char *name, const ms_tensor *t) {

@@ -93,8 +93,9 @@ static int prep(ms_context *ctx, const ms_tensor *t, ms_dtype dt, const ms_tenso
 /* f16/bf16 compute in f32 (converted in and out); f32 and f64 natively. */
 static ms_dtype compute_dtype(ms_dtype d) { return d == MS_F64 ? MS_F64 : MS_F32; }
 
-static int new_out(const int64_t *shape, int ndim, ms_dtype dt, ms_tensor **out) {
-  return ms_tensor_new(shape, ndim, dt, MS_CPU, 0, out);
+static int new_out(const ms_tensor *on, const int64_t *shape, int ndim, ms_dtype dt,
+                   ms_tensor **out) {
+  return ms_tensor_new_on(on, shape, ndim, dt, out);
 }
 
 int ms_conv2d(ms_context *ctx, const ms_tensor *x, const ms_tensor *w, const ms_tensor *b,
@@ -109,7 +110,7 @@ int ms_conv2d(ms_context *ctx, const ms_tensor *x, const ms_tensor *w, const ms_
   const ms_tensor *xc, *wc, *bc;
   ms_tensor *tx = NULL, *tw = NULL, *tb = NULL, *y = NULL, *yc = NULL;
   if ((st = prep(ctx, x, cdt, &xc, &tx)) || (st = prep(ctx, w, cdt, &wc, &tw)) ||
-      (st = prep(ctx, b, cdt, &bc, &tb)) || (st = new_out(ys, 4, cdt, &y)))
+      (st = prep(ctx, b, cdt, &bc, &tb)) || (st = new_out(x, ys, 4, cdt, &y)))
     goto done;
   if (ms_numel(y) > 0) {
     if (g.n * g.c == 0) {
@@ -163,8 +164,9 @@ int ms_conv2d_backward(ms_context *ctx, const ms_tensor *grad_out, const ms_tens
   if ((st = prep(ctx, grad_out, cdt, &gc, &tg)) || (st = prep(ctx, x, cdt, &xc, &tx)) ||
       (st = prep(ctx, w, cdt, &wc, &tw)))
     goto done;
-  if ((dx && (st = new_out(x->shape, 4, cdt, &r[0]))) ||
-      (dw && (st = new_out(ws, 4, cdt, &r[1]))) || (db && (st = new_out(&g.o, 1, cdt, &r[2]))))
+  if ((dx && (st = new_out(x, x->shape, 4, cdt, &r[0]))) ||
+      (dw && (st = new_out(x, ws, 4, cdt, &r[1]))) ||
+      (db && (st = new_out(x, &g.o, 1, cdt, &r[2]))))
     goto done;
   if (ms_numel(grad_out) == 0 || g.c == 0) {
     /* Nothing flows: every wanted gradient is zero. */

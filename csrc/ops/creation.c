@@ -53,10 +53,12 @@ int ms_arange(ms_context *ctx, double start, double end, double step, ms_dtype d
   double count = ceil((end - start) / step);
   int64_t n = count > 0 ? (int64_t)count : 0;
   ms_tensor *t;
-  int st = ms_tensor_new(&n, 1, dtype, MS_CPU, 0, &t);
+  /* host devices are filled in place; others get a host copy moved over */
+  int host = device == MS_CPU;
+  int st = ms_tensor_new(&n, 1, dtype, MS_CPU, host ? device_index : 0, &t);
   if (st) return st;
   ms_cpu_arange(ctx, t, start, step);
-  if (device == MS_CPU) {
+  if (host) {
     *out = t;
     return MS_OK;
   }
@@ -75,11 +77,11 @@ int ms_from_host(ms_context *ctx, const void *data, int64_t nbytes, const int64_
                    (long long)nbytes, ms_shape_str(shape, ndim), ms_dtype_name(dtype),
                    (long long)need);
   ms_tensor *t;
-  int st = ms_tensor_new(shape, ndim, dtype, MS_CPU, 0, &t);
+  int host = device == MS_CPU;
+  int st = ms_tensor_new(shape, ndim, dtype, MS_CPU, host ? device_index : 0, &t);
   if (st) return st;
   if (nbytes) memcpy(t->storage->data, data, (size_t)nbytes);
-  (void)ctx;
-  if (device == MS_CPU) {
+  if (host) {
     *out = t;
     return MS_OK;
   }
@@ -138,8 +140,10 @@ int ms_copy_(ms_context *ctx, ms_tensor *dst, const ms_tensor *src) {
   if (nd != dst->ndim || memcmp(shape, dst->shape, sizeof(int64_t) * nd))
     return ms_fail(MS_ERR_INVALID, "copy_: source %s does not broadcast to destination %s",
                    ms_desc(src), ms_desc(dst));
-  if (dst->storage->device != src->storage->device ||
-      dst->storage->device_index != src->storage->device_index) {
+  /* Between host devices (cpu:0 -> cpu:1) the CPU kernel copies: host memory is shared. */
+  if (dst->storage->device == MS_CPU && src->storage->device == MS_CPU)
+    return ms_cpu_copy(ctx, dst, src);
+  if (!ms_same_device(dst, src)) {
 #ifdef MS_WITH_CUDA
     return ms_cuda_copy_between(ctx, dst, src);
 #else

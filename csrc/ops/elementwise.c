@@ -151,6 +151,7 @@ static int scalar_into(ms_context *ctx, ms_binop op, const ms_tensor *a, double 
   int64_t noshape[1] = {1};
   ms_wrap_host(&ss, &st, buf, noshape, 0, sdt);
   ss.device = a->storage->device;
+  ss.device_index = a->storage->device_index;
   return reverse ? ms_cpu_binary(ctx, op, ct, &st, a, dst)
                  : ms_cpu_binary(ctx, op, ct, a, &st, dst);
 }

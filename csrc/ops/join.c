@@ -22,7 +22,7 @@ int ms_cat(ms_context *ctx, ms_tensor *const *xs, int n, int dim, ms_tensor **ou
     return ms_fail(MS_ERR_UNSUPPORTED, "cat: not implemented on CUDA yet");
   if (!ref) { /* every input is [0]: so is the result */
     int64_t zero = 0;
-    return ms_tensor_new(&zero, 1, dt, MS_CPU, 0, out);
+    return ms_tensor_new_on(xs[0], &zero, 1, dt, out);
   }
   if (ref->ndim == 0)
     return ms_fail(MS_ERR_INVALID, "cat: tensor %d is 0-d %s; 0-d tensors cannot be joined", ref_i,
@@ -46,7 +46,7 @@ int ms_cat(ms_context *ctx, ms_tensor *const *xs, int n, int dim, ms_tensor **ou
     shape[d] += t->shape[d];
   }
   ms_tensor *o;
-  int st = ms_tensor_new(shape, ref->ndim, dt, MS_CPU, 0, &o);
+  int st = ms_tensor_new_on(ref, shape, ref->ndim, dt, &o);
   if (st) return st;
   /* Skipped inputs go to the kernel as NULL. */
   ms_tensor **list = calloc((size_t)n, sizeof *list);

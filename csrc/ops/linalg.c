@@ -100,7 +100,7 @@ int ms_matmul(ms_context *ctx, const ms_tensor *a, const ms_tensor *b, ms_tensor
   }
   if (!st) st = expand_operand(ac ? ac : a, ash, ast, batch, nb, &av);
   if (!st) st = expand_operand(bc ? bc : b, bsh, bst, batch, nb, &bv);
-  if (!st) st = ms_tensor_new(rshape, rnd, a->dtype, MS_CPU, 0, &r);
+  if (!st) st = ms_tensor_new_on(a, rshape, rnd, a->dtype, &r);
   if (!st) st = ms_tensor_make_view(r, fshape, fstrides, nb + 2, 0, &rv);
   if (!st) st = ms_cpu_matmul(ctx, av, bv, rv);
   ms_tensor_free(ac);

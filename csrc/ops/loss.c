@@ -87,8 +87,8 @@ int ms_cross_entropy(ms_context *ctx, const ms_tensor *logits, const ms_tensor *
   st = as_compute(ctx, logits, cs.cdt, &tmp[0]);
   if (!st) st = ms_contiguous(ctx, target, &tmp[1]);
   if (!st) st = as_compute(ctx, weight, cs.cdt, &tmp[2]);
-  if (!st) st = ms_tensor_new(target->shape, target->ndim, cs.cdt, MS_CPU, 0, &tmp[3]);
-  if (!st) st = ms_tensor_new(target->shape, target->ndim, cs.cdt, MS_CPU, 0, &tmp[4]);
+  if (!st) st = ms_tensor_new_on(logits, target->shape, target->ndim, cs.cdt, &tmp[3]);
+  if (!st) st = ms_tensor_new_on(logits, target->shape, target->ndim, cs.cdt, &tmp[4]);
   double lsum = 0, wsum = 0;
   int64_t bad = -1;
   if (!st) {
@@ -115,7 +115,7 @@ int ms_cross_entropy(ms_context *ctx, const ms_tensor *logits, const ms_tensor *
       /* Mean over no counted target is 0 (PyTorch gives nan): a batch that is all
        * ignore_index then adds nothing to training instead of poisoning it. */
       double v = reduction == MS_REDUCE_SUM ? lsum : (wsum != 0 ? lsum / wsum : 0.0);
-      st = ms_tensor_new(NULL, 0, logits->dtype, MS_CPU, 0, &tmp[5]);
+      st = ms_tensor_new_on(logits, NULL, 0, logits->dtype, &tmp[5]);
       if (!st) ms_store_f64(ms_data(tmp[5]), logits->dtype, v);
     }
   }
@@ -143,6 +143,8 @@ int ms_cross_entropy_backward(ms_context *ctx, const ms_tensor *grad_loss, const
   if (ms_check_tensor(op, "grad_loss", grad_loss) || ms_check_tensor(op, "lse", lse))
     return MS_ERR_INVALID;
   if (!dlogits) return ms_fail(MS_ERR_INVALID, "%s: dlogits is NULL", op);
+  if (ms_check_same_device(op, logits, grad_loss) || ms_check_same_device(op, logits, lse))
+    return MS_ERR_DEVICE;
   if (ms_check_float(op, "grad_loss", grad_loss) || ms_check_float(op, "lse", lse))
     return MS_ERR_DTYPE;
   if (lse->ndim != target->ndim ||
@@ -164,7 +166,7 @@ int ms_cross_entropy_backward(ms_context *ctx, const ms_tensor *grad_loss, const
   if (!st) st = as_compute(ctx, weight, cs.cdt, &tmp[2]);
   if (!st) st = as_compute(ctx, lse, cs.cdt, &tmp[3]);
   if (!st && per_pos) st = as_compute(ctx, grad_loss, cs.cdt, &tmp[4]);
-  if (!st) st = ms_tensor_new(logits->shape, logits->ndim, cs.cdt, MS_CPU, 0, &tmp[5]);
+  if (!st) st = ms_tensor_new_on(logits, logits->shape, logits->ndim, cs.cdt, &tmp[5]);
   if (!st)
     st = ms_cpu_cross_entropy_backward(ctx, tmp[0], tmp[1], tmp[2], ignore_index, cs.n, cs.c, cs.s,
                                        tmp[3], tmp[4], gscale, reduction == MS_REDUCE_MEAN, tmp[5]);

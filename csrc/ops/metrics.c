@@ -13,7 +13,7 @@ static int check_accum(const char *op, const ms_tensor *acc, int64_t c, int matr
            (!matrix || acc->shape[1] == c) && ms_is_contiguous(acc) &&
            acc->storage->device == MS_CPU;
   if (!ok)
-    return ms_fail(MS_ERR_INVALID, "%s: accumulator must be a contiguous CPU i64 %s, got %s", op,
+    return ms_fail(MS_ERR_INVALID, "%s: accumulator must be a contiguous host i64 %s, got %s", op,
                    matrix ? "[C, C]" : "[C]", ms_desc(acc));
   return MS_OK;
 }
@@ -56,6 +56,8 @@ static int count_impl(ms_context *ctx, const char *op, const ms_tensor *pred,
   }
   int st = check_accum(op, accum, num_classes, pred != NULL);
   if (st) return st;
+  if ((st = ms_check_same_device(op, label, pred)) || (st = ms_check_same_device(op, label, accum)))
+    return st;
   ms_tensor *lc = NULL, *pc = NULL;
   if ((st = host_contig(ctx, op, "label", label, &lc))) return st;
   if (pred && (st = host_contig(ctx, op, "pred", pred, &pc))) {

@@ -15,8 +15,8 @@ static void store1(ms_tensor *t, int64_t i, double v) {
 }
 
 /* A new 1-d tensor [c] of dtype d holding v. */
-static int vec_new(const double *v, int64_t c, ms_dtype d, ms_tensor **out) {
-  int st = ms_tensor_new(&c, 1, d, MS_CPU, 0, out);
+static int vec_new(const ms_tensor *on, const double *v, int64_t c, ms_dtype d, ms_tensor **out) {
+  int st = ms_tensor_new_on(on, &c, 1, d, out);
   if (st) return st;
   for (int64_t i = 0; i < c; i++)
     store1(*out, i, v[i]);
@@ -107,11 +107,11 @@ int ms_batch_norm(ms_context *ctx, const ms_tensor *x, const ms_tensor *weight,
       store1(running_var, i, (1 - momentum) * load1(running_var, i) + momentum * var[i] * unbias);
     }
   }
-  if ((st = ms_tensor_new(x->shape, x->ndim, wd, MS_CPU, 0, &y))) goto done;
+  if ((st = ms_tensor_new_on(x, x->shape, x->ndim, wd, &y))) goto done;
   if ((st = ms_cpu_bn_affine(ctx, NULL, xw, n, c, s, a, b, NULL, y))) goto done;
   if ((st = ms_from_work(ctx, &y, x->dtype))) goto done;
-  if (save_mean && (st = vec_new(mean, c, wd, &sm))) goto done;
-  if (save_invstd && (st = vec_new(inv, c, wd, &si))) goto done;
+  if (save_mean && (st = vec_new(x, mean, c, wd, &sm))) goto done;
+  if (save_invstd && (st = vec_new(x, inv, c, wd, &si))) goto done;
 done:
   free(buf);
   ms_tensor_free(xw);
@@ -169,7 +169,7 @@ int ms_batch_norm_backward(ms_context *ctx, const ms_tensor *grad_out, const ms_
       k3[i] = training && cnt > 0 ? -k2[i] * mean[i] - w * inv[i] * sg[i] / cnt : 0.0;
       sgx[i] *= inv[i]; /* now sum(g * xhat) = dweight */
     }
-    if ((st = ms_tensor_new(x->shape, x->ndim, wd, MS_CPU, 0, &o))) goto done;
+    if ((st = ms_tensor_new_on(x, x->shape, x->ndim, wd, &o))) goto done;
     if (training)
       st = ms_cpu_bn_affine(ctx, gw, xw, n, c, s, k1, k2, k3, o);
     else
@@ -179,8 +179,8 @@ int ms_batch_norm_backward(ms_context *ctx, const ms_tensor *grad_out, const ms_
     for (int64_t i = 0; i < c; i++)
       sgx[i] *= inv[i];
   }
-  if (dweight && (st = vec_new(sgx, c, pd, &tw))) goto done;
-  if (dbias && (st = vec_new(sg, c, pd, &tb))) goto done;
+  if (dweight && (st = vec_new(x, sgx, c, pd, &tw))) goto done;
+  if (dbias && (st = vec_new(x, sg, c, pd, &tb))) goto done;
 done:
   free(buf);
   ms_tensor_free(xw);
@@ -235,9 +235,9 @@ int ms_layer_norm(ms_context *ctx, const ms_tensor *x, int normalized_ndim, cons
   if ((st = ms_to_work(ctx, x, wd, &xw))) goto done;
   if (weight && (st = ms_to_work(ctx, weight, wd, &ww))) goto done;
   if (bias && (st = ms_to_work(ctx, bias, wd, &bw))) goto done;
-  if ((st = ms_tensor_new(x->shape, x->ndim, wd, MS_CPU, 0, &y)) ||
-      (st = ms_tensor_new(x->shape, lead, wd, MS_CPU, 0, &mt)) ||
-      (st = ms_tensor_new(x->shape, lead, wd, MS_CPU, 0, &rt)))
+  if ((st = ms_tensor_new_on(x, x->shape, x->ndim, wd, &y)) ||
+      (st = ms_tensor_new_on(x, x->shape, lead, wd, &mt)) ||
+      (st = ms_tensor_new_on(x, x->shape, lead, wd, &rt)))
     goto done;
   if (k > 0 && (st = ms_cpu_layer_norm(ctx, xw, m, k, ww, bw, eps, y, mt, rt))) goto done;
   st = ms_from_work(ctx, &y, x->dtype);
@@ -274,6 +274,9 @@ int ms_layer_norm_backward(ms_context *ctx, const ms_tensor *grad_out, const ms_
     return ms_fail(MS_ERR_INVALID, "%s: grad_out %s does not match input %s", op, ms_desc(grad_out),
                    ms_desc(x));
   if ((st = ms_check_same_device(op, x, grad_out))) return st;
+  if ((st = ms_check_same_device(op, x, save_mean)) ||
+      (st = ms_check_same_device(op, x, save_rstd)))
+    return st;
   int64_t m = ms_numel_of(x->shape, lead), k = ms_numel_of(x->shape + lead, nn);
   if (ms_numel(save_mean) != m || ms_numel(save_rstd) != m)
     return ms_fail(MS_ERR_INVALID,
@@ -286,9 +289,9 @@ int ms_layer_norm_backward(ms_context *ctx, const ms_tensor *grad_out, const ms_
       (weight && (st = ms_to_work(ctx, weight, wd, &ww))) ||
       (st = ms_to_work(ctx, save_mean, wd, &mw)) || (st = ms_to_work(ctx, save_rstd, wd, &rw)))
     goto done;
-  if (dx && (st = ms_tensor_new(x->shape, x->ndim, wd, MS_CPU, 0, &o))) goto done;
-  if (dweight && (st = ms_tensor_new(x->shape + lead, nn, wd, MS_CPU, 0, &tw))) goto done;
-  if (dbias && (st = ms_tensor_new(x->shape + lead, nn, wd, MS_CPU, 0, &tb))) goto done;
+  if (dx && (st = ms_tensor_new_on(x, x->shape, x->ndim, wd, &o))) goto done;
+  if (dweight && (st = ms_tensor_new_on(x, x->shape + lead, nn, wd, &tw))) goto done;
+  if (dbias && (st = ms_tensor_new_on(x, x->shape + lead, nn, wd, &tb))) goto done;
   if (m == 0 || k == 0) {
     if (tw) memset(ms_data(tw), 0, (size_t)(k * ms_dtype_size(wd)));
     if (tb) memset(ms_data(tb), 0, (size_t)(k * ms_dtype_size(wd)));

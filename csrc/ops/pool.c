@@ -76,8 +76,8 @@ int ms_max_pool2d(ms_context *ctx, const ms_tensor *x, const ms_pool2d_params *p
   if (!out || !indices) return ms_fail(MS_ERR_INVALID, "max_pool2d: out or indices is NULL");
   ms_dtype wd = ms_work_dtype(x);
   ms_tensor *xw = NULL, *y = NULL, *idx = NULL;
-  if ((st = ms_to_work(ctx, x, wd, &xw)) || (st = ms_tensor_new(shape, 4, wd, MS_CPU, 0, &y)) ||
-      (st = ms_tensor_new(shape, 4, MS_I64, MS_CPU, 0, &idx)) ||
+  if ((st = ms_to_work(ctx, x, wd, &xw)) || (st = ms_tensor_new_on(x, shape, 4, wd, &y)) ||
+      (st = ms_tensor_new_on(x, shape, 4, MS_I64, &idx)) ||
       (st = ms_cpu_max_pool2d(ctx, xw, p, y, idx)) || (st = ms_from_work(ctx, &y, x->dtype))) {
     ms_tensor_free(xw);
     ms_tensor_free(y);
@@ -96,6 +96,8 @@ int ms_max_pool2d_backward(ms_context *ctx, const ms_tensor *grad_out, const ms_
   int st = check_nchw(op, "input", x);
   if (st || (st = check_nchw(op, "grad_out", grad_out))) return st;
   if (ms_check_tensor(op, "indices", indices)) return MS_ERR_INVALID;
+  if ((st = ms_check_same_device(op, x, grad_out)) || (st = ms_check_same_device(op, x, indices)))
+    return st;
   if (indices->dtype != MS_I64 || !same_shape(indices, grad_out->shape, 4))
     return ms_fail(MS_ERR_INVALID, "%s: indices %s must be i64 shaped like grad_out %s", op,
                    ms_desc(indices), ms_desc(grad_out));
@@ -106,7 +108,7 @@ int ms_max_pool2d_backward(ms_context *ctx, const ms_tensor *grad_out, const ms_
   ms_dtype wd = ms_work_dtype(x);
   ms_tensor *gw = NULL, *iw = NULL, *d = NULL;
   if ((st = ms_to_work(ctx, grad_out, wd, &gw)) || (st = ms_contiguous(ctx, indices, &iw)) ||
-      (st = ms_tensor_new(x->shape, 4, wd, MS_CPU, 0, &d)) ||
+      (st = ms_tensor_new_on(x, x->shape, 4, wd, &d)) ||
       (st = ms_cpu_max_pool2d_backward(ctx, gw, iw, d)) || (st = ms_from_work(ctx, &d, x->dtype))) {
     ms_tensor_free(d);
     d = NULL;
@@ -126,7 +128,7 @@ int ms_avg_pool2d(ms_context *ctx, const ms_tensor *x, const ms_pool2d_params *p
   if (!out) return ms_fail(MS_ERR_INVALID, "avg_pool2d: out is NULL");
   ms_dtype wd = ms_work_dtype(x);
   ms_tensor *xw = NULL, *y = NULL;
-  if ((st = ms_to_work(ctx, x, wd, &xw)) || (st = ms_tensor_new(shape, 4, wd, MS_CPU, 0, &y)) ||
+  if ((st = ms_to_work(ctx, x, wd, &xw)) || (st = ms_tensor_new_on(x, shape, 4, wd, &y)) ||
       (st = ms_cpu_avg_pool2d(ctx, xw, p, y)) || (st = ms_from_work(ctx, &y, x->dtype))) {
     ms_tensor_free(y);
     y = NULL;
@@ -142,14 +144,15 @@ int ms_avg_pool2d_backward(ms_context *ctx, const ms_tensor *grad_out, const ms_
   const char *op = "avg_pool2d_backward";
   int64_t shape[4];
   int st = check_nchw(op, "input", x);
-  if (st || (st = check_nchw(op, "grad_out", grad_out)) || (st = pool_shape(op, x, p, shape)))
+  if (st || (st = check_nchw(op, "grad_out", grad_out)) || (st = pool_shape(op, x, p, shape)) ||
+      (st = ms_check_same_device(op, x, grad_out)))
     return st;
   if (!same_shape(grad_out, shape, 4)) return grad_shape_fail(op, grad_out, shape, x);
   if (!dx) return ms_fail(MS_ERR_INVALID, "%s: dx is NULL", op);
   ms_dtype wd = ms_work_dtype(x);
   ms_tensor *gw = NULL, *d = NULL;
   if ((st = ms_to_work(ctx, grad_out, wd, &gw)) ||
-      (st = ms_tensor_new(x->shape, 4, wd, MS_CPU, 0, &d)) ||
+      (st = ms_tensor_new_on(x, x->shape, 4, wd, &d)) ||
       (st = ms_cpu_avg_pool2d_backward(ctx, gw, p, d)) || (st = ms_from_work(ctx, &d, x->dtype))) {
     ms_tensor_free(d);
     d = NULL;
@@ -174,7 +177,7 @@ int ms_adaptive_avg_pool2d(ms_context *ctx, const ms_tensor *x, int64_t out_h, i
   int64_t shape[4] = {x->shape[0], x->shape[1], out_h, out_w};
   ms_dtype wd = ms_work_dtype(x);
   ms_tensor *xw = NULL, *y = NULL;
-  if ((st = ms_to_work(ctx, x, wd, &xw)) || (st = ms_tensor_new(shape, 4, wd, MS_CPU, 0, &y)) ||
+  if ((st = ms_to_work(ctx, x, wd, &xw)) || (st = ms_tensor_new_on(x, shape, 4, wd, &y)) ||
       (st = ms_cpu_adaptive_avg_pool2d(ctx, xw, y)) || (st = ms_from_work(ctx, &y, x->dtype))) {
     ms_tensor_free(y);
     y = NULL;
@@ -189,7 +192,9 @@ int ms_adaptive_avg_pool2d_backward(ms_context *ctx, const ms_tensor *grad_out, 
                                     ms_tensor **dx) {
   const char *op = "adaptive_avg_pool2d_backward";
   int st = check_nchw(op, "input", x);
-  if (st || (st = check_nchw(op, "grad_out", grad_out))) return st;
+  if (st || (st = check_nchw(op, "grad_out", grad_out)) ||
+      (st = ms_check_same_device(op, x, grad_out)))
+    return st;
   int64_t want[4] = {x->shape[0], x->shape[1], grad_out->shape[2], grad_out->shape[3]};
   if (!same_shape(grad_out, want, 4) || want[2] < 1 || want[3] < 1 || x->shape[2] < 1 ||
       x->shape[3] < 1)
@@ -198,7 +203,7 @@ int ms_adaptive_avg_pool2d_backward(ms_context *ctx, const ms_tensor *grad_out, 
   ms_dtype wd = ms_work_dtype(x);
   ms_tensor *gw = NULL, *d = NULL;
   if ((st = ms_to_work(ctx, grad_out, wd, &gw)) ||
-      (st = ms_tensor_new(x->shape, 4, wd, MS_CPU, 0, &d)) ||
+      (st = ms_tensor_new_on(x, x->shape, 4, wd, &d)) ||
       (st = ms_cpu_adaptive_avg_pool2d_backward(ctx, gw, d)) ||
       (st = ms_from_work(ctx, &d, x->dtype))) {
     ms_tensor_free(d);

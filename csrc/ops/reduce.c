@@ -102,8 +102,8 @@ int ms_reduce_arg(ms_context *ctx, ms_redop op, const ms_tensor *x, int dim, int
   if (x->storage->device != MS_CPU) return MS_CUDA_TODO(name, x);
   ms_tensor *xc = NULL, *v = NULL, *ix = NULL;
   if ((st = ms_contiguous(ctx, x, &xc))) return st;
-  if (!(st = ms_tensor_new(shape, nd, x->dtype, MS_CPU, 0, &v)) &&
-      !(st = ms_tensor_new(shape, nd, MS_I64, MS_CPU, 0, &ix)))
+  if (!(st = ms_tensor_new_on(x, shape, nd, x->dtype, &v)) &&
+      !(st = ms_tensor_new_on(x, shape, nd, MS_I64, &ix)))
     st = ms_cpu_reduce_arg(ctx, op, xc, outer, n, inner, v, ix);
   ms_tensor_free(xc);
   if (st) {

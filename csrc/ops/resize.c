@@ -24,7 +24,7 @@ static int run(ms_context *ctx, const char *op, const ms_tensor *src, const int6
   ms_dtype wd = src->dtype == MS_F64 ? MS_F64 : MS_F32;
   ms_tensor *sw = NULL, *o = NULL, *c = NULL;
   int st = src->dtype == wd ? ms_contiguous(ctx, src, &sw) : ms_cast(ctx, src, wd, &sw);
-  if (!st) st = ms_tensor_new(shape, 4, wd, MS_CPU, 0, &o);
+  if (!st) st = ms_tensor_new_on(src, shape, 4, wd, &o);
   if (!st)
     st = backward ? ms_cpu_interpolate_backward(ctx, sw, mode, align_corners, o)
                   : ms_cpu_interpolate(ctx, sw, mode, align_corners, o);
