@@ -127,12 +127,11 @@ local default_type, default_index = 0, 0
 local function parse_device(dev, level)
   if dev == nil then return default_type, default_index end
   if type(dev) == "string" then
-    local kind, idx = dev:match("^(%a+):?(%d*)$")
-    if idx and (idx ~= "" or not dev:find(":")) then
-      local i = tonumber(idx) or 0
-      if kind == "cpu" then return 0, i end
-      if kind == "cuda" or kind == "gpu" then return 1, i end
-    end
+    local kind, idx = dev:match("^(%a+):(%d+)$")
+    if not kind then kind = dev:match("^(%a+)$") end
+    local i = tonumber(idx) or 0
+    if kind == "cpu" then return 0, i end
+    if kind == "cuda" or kind == "gpu" then return 1, i end
   end
   error("unknown device '" .. tostring(dev) .. "' (cpu, cpu:N, cuda, cuda:N, gpu, gpu:N)", (level or 2) + 1)
 end
@@ -147,6 +146,15 @@ function Tensor.canonical_device(dev)
   return device_name(parse_device(dev, 2))
 end
 Tensor.device_name = device_name
+
+-- What a to(...) string means: "device" (cpu, cuda, gpu with or without :N), "dtype", or an
+-- error naming both kinds of value.
+function Tensor.device_or_dtype(a, level)
+  if type(a) == "string" and (a:match("^cpu") or a:match("^cuda") or a:match("^gpu")) then return "device" end
+  if L.dtypes[a] ~= nil or type(a) == "number" then return "dtype" end
+  error("to: unknown device or dtype '" .. tostring(a) .. "' (devices: cpu, cpu:N, cuda:N, gpu:N; " ..
+    "dtypes: f64, f32, f16, bf16, i64, i32, u8, bool)", (level or 2) + 1)
+end
 
 -- Factories without a device use this one (MOONSEG_DEFAULT_DEVICE sets it at load).
 function Tensor.set_default_device(dev)

@@ -18,6 +18,13 @@ else
   if ms.cuda.is_available() then devices[#devices + 1] = "cuda:0" end
 end
 local filter = os.getenv("MOONSEG_BACKEND_OPS_FILTER")
+for _, d in ipairs(devices) do
+  if d:match("^cuda") and not ms.cuda.is_available() then
+    print("skipped: no CUDA device for " .. d .. " (" .. (ms.has_cuda() and "moonseg has the CUDA backend, " ..
+      ms.cuda.device_count() .. " devices visible" or "moonseg was built without CUDA") .. ")")
+    os.exit(0)
+  end
+end
 
 -- max |device - reference| / (1 + |reference|) allowed, per dtype (times a case's tol factor)
 local TOL = { f64 = 1e-12, f32 = 1e-5, f16 = 2e-3, bf16 = 1.6e-2, i64 = 0, i32 = 0, u8 = 0, bool = 0 }
@@ -123,8 +130,8 @@ end
 local function run(c, dtype, bases, device)
   local inputs = {}
   for i, spec in ipairs(c.inputs) do
-    local b = bases[i]
-    if device ~= REF then b = b:to(device) end
+    -- a fresh copy for each run: in-place ops (running stats) must not see the other run's writes
+    local b = device ~= REF and bases[i]:to(device) or bases[i]:clone()
     local want = c.grad and spec.grad and (spec.kind or "float") == "float"
     inputs[i] = view_of(spec, b, want)
   end

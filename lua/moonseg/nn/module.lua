@@ -161,7 +161,7 @@ end
 function Module:to(a, b)
   local device, dtype
   if type(a) == "table" then device, dtype = a.device, a.dtype
-  elseif type(a) == "string" and (a:match("^cpu") or a:match("^cuda") or a:match("^gpu")) then device, dtype = a, b
+  elseif a ~= nil and Tensor.device_or_dtype(a, 2) == "device" then device, dtype = a, b
   else dtype = a end
   if device then device = Tensor.canonical_device(device) end
   if dtype then Tensor.dtype_arg(dtype) end -- a bad name fails before anything moves

@@ -233,14 +233,11 @@ return function(ms, T, A, L)
 
   -- to(dtype) / to(device) / to(device, dtype) / to{dtype=, device=} / to(other tensor): a copy
   -- when anything changes, else x; gradients flow back through both moves.
-  local function is_device(a)
-    return type(a) == "string" and (a:match("^cpu") or a:match("^cuda") or a:match("^gpu")) ~= nil
-  end
   function T.to(x, a, b)
     local dtype, device
     if T.is_tensor(a) then dtype, device = a:type(), a:device_str()
     elseif type(a) == "table" then dtype, device = a.dtype, a.device
-    elseif is_device(a) then device, dtype = a, b
+    elseif a ~= nil and T.device_or_dtype(a, 2) == "device" then device, dtype = a, b
     else dtype = a end
     if device ~= nil then device = T.canonical_device(device) end
     local y = x
