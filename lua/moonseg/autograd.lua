@@ -65,7 +65,7 @@ end
 function A.record(name, inputs, outputs, backward, saved)
   seq = seq + 1
   local node = { name = name, backward = backward, saved = saved or {}, next = {}, seq = seq,
-    nin = #inputs, out_shapes = {}, out_dtypes = {}, out_devices = {} }
+    nin = #inputs, out_shapes = {}, out_dtypes = {} }
   for i = 1, table.maxn(inputs) do node.next[i] = edge_of(inputs[i]) end
   node.nin = table.maxn(inputs)
   for i, o in ipairs(outputs) do
@@ -74,7 +74,6 @@ function A.record(name, inputs, outputs, backward, saved)
     o._out_nr = i
     node.out_shapes[i] = o:size()
     node.out_dtypes[i] = o:type()
-    node.out_devices[i] = o:device_str()
   end
   return node
 end
@@ -87,10 +86,12 @@ local function free_saved(node)
   node.released = true
 end
 
--- Zeros shaped like output nr of node (its dtype, its device), for backwards that need a missing grad.
-function A.zeros_for(node, nr)
+-- Zeros shaped like output nr of node, in its dtype, on device (the op's device: a backward
+-- passes its own; record() does not store one, to keep the per-op cost down), for backwards
+-- that need a missing grad.
+function A.zeros_for(node, nr, device)
   local ms = require "moonseg"
-  return ms.zeros(node.out_shapes[nr], { dtype = node.out_dtypes[nr], device = node.out_devices[nr] })
+  return ms.zeros(node.out_shapes[nr], { dtype = node.out_dtypes[nr], device = device })
 end
 
 -- backward(roots, grads, retain_graph): roots and grads are lists of tensors.

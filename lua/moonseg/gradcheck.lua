@@ -45,7 +45,7 @@ function G.gradcheck(fn, inputs, opts)
   for k, o in ipairs(outs) do
     if o.requires_grad then
       roots[#roots + 1] = o
-      grads[#grads + 1] = ms.tensor(weights[k], { dtype = o:type() }):reshape(o:size())
+      grads[#grads + 1] = ms.tensor(weights[k], { dtype = o:type(), device = o:device_str() }):reshape(o:size())
     end
   end
   if #roots == 0 then error("gradcheck: no output requires grad", 2) end

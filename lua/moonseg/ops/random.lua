@@ -127,9 +127,10 @@ return function(ms, T, A, L)
     end
     if not training or p == 0 then return x end
     if p == 1 then
-      local z = ms.zeros(x:size(), { dtype = x:type(), device = x:device_str() })
+      local dev = x:device_str()
+      local z = ms.zeros(x:size(), { dtype = x:type(), device = dev })
       if A.needs(x) then
-        A.record("dropout", { x }, { z }, function(node) return A.zeros_for(node, 1) end)
+        A.record("dropout", { x }, { z }, function(node) return A.zeros_for(node, 1, dev) end)
       end
       return z
     end
