@@ -6,6 +6,8 @@
 #include <sys/socket.h>
 
 #include "comm/comm.h"
+#include "comm/comm_backend.h"
+#include "core/backend.h"
 #include "core/dtype.h"
 
 #define HELLO_MAGIC 0x6d73636fu /* "msco" */
@@ -16,7 +18,11 @@ enum { K_ALL_REDUCE = 0, K_BROADCAST, K_ALL_GATHER, K_REDUCE_SCATTER, K_BARRIER 
 static const char *kind_name[] = {"all_reduce", "broadcast", "all_gather", "reduce_scatter",
                                   "barrier"};
 
+static const ms_comm_backend cpu_ring;
+
 struct ms_work {
+  ms_comm_head table; /* first: the communicator table */
+  ms_event event;    /* recorded on the host stream when the collective finished */
   int kind, op, root;
   int64_t seq;
   ms_tensor *t, *x; /* t: in place / output; x: input of gather and scatter */
@@ -28,6 +34,7 @@ struct ms_work {
 };
 
 struct ms_comm {
+  ms_comm_head table; /* first: the communicator table */
   int rank, world;
   int64_t timeout;
   ms_store *store; /* own connection: arrivals and diagnostics */
@@ -52,8 +59,8 @@ typedef struct hdr {
 
 static int mod(int a, int n) { return ((a % n) + n) % n; }
 
-int ms_comm_rank(const ms_comm *c) { return c ? c->rank : -1; }
-int ms_comm_world_size(const ms_comm *c) { return c ? c->world : -1; }
+static int cpu_rank(const ms_comm *c) { return c->rank; }
+static int cpu_world_size(const ms_comm *c) { return c->world; }
 
 /* ---- failure reports ---------------------------------------------------------- */
 
@@ -396,6 +403,7 @@ static void *comm_main(void *arg) {
     ms_tensor_free(w->t);
     ms_tensor_free(w->x);
     w->t = w->x = NULL;
+    ms_event_record(c->ctx, &w->event, ms_context_stream(c->ctx, MS_CPU, 0));
     w->done = 1;
     pthread_cond_broadcast(&w->cv);
     pthread_mutex_unlock(&w->mu);
@@ -409,6 +417,7 @@ static int enqueue(ms_comm *c, int kind, ms_tensor *t, const ms_tensor *x, int o
                    ms_work **out) {
   ms_work *w = calloc(1, sizeof *w);
   if (!w) return ms_fail(MS_ERR_OOM, "%s: out of memory", kind_name[kind]);
+  w->table.be = &cpu_ring;
   w->kind = kind;
   w->op = op;
   w->root = root;
@@ -434,8 +443,8 @@ static int enqueue(ms_comm *c, int kind, ms_tensor *t, const ms_tensor *x, int o
   return 0;
 }
 
-int ms_work_wait(ms_work *w, int64_t timeout_ms) {
-  if (!w) return ms_fail(MS_ERR_INVALID, "work wait: work is NULL");
+/* Waits until the communication thread finished w (the event is recorded), then for the event. */
+static int cpu_work_wait(ms_work *w, int64_t timeout_ms) {
   int64_t deadline = ms_deadline(timeout_ms), start = ms_now_ms();
   pthread_mutex_lock(&w->mu);
   while (!w->done) {
@@ -458,25 +467,24 @@ int ms_work_wait(ms_work *w, int64_t timeout_ms) {
     return ms_fail(MS_ERR_TIMEOUT, "work wait: %s (seq %lld) still running after %lld ms",
                    kind_name[w->kind], (long long)w->seq, (long long)(ms_now_ms() - start));
   if (st) return ms_fail(st, "%s", w->msg);
-  return 0;
+  return ms_event_synchronize(NULL, &w->event);
 }
 
-int ms_work_is_completed(ms_work *w) {
-  if (!w) return 1;
+static int cpu_work_is_completed(ms_work *w) {
   pthread_mutex_lock(&w->mu);
-  int d = w->done;
+  int d = w->done && ms_event_query(&w->event);
   pthread_mutex_unlock(&w->mu);
   return d;
 }
 
-void ms_work_free(ms_work *w) {
-  if (!w) return;
+static void cpu_work_free(ms_work *w) {
   pthread_mutex_lock(&w->mu);
   while (!w->done)
     pthread_cond_wait(&w->cv, &w->mu);
   pthread_mutex_unlock(&w->mu);
   pthread_mutex_destroy(&w->mu);
   pthread_cond_destroy(&w->cv);
+  ms_event_release(&w->event);
   free(w);
 }
 
@@ -484,8 +492,8 @@ static int sync_call(ms_comm *c, int kind, ms_tensor *t, const ms_tensor *x, int
   ms_work *w;
   int st = enqueue(c, kind, t, x, op, root, &w);
   if (st) return st;
-  st = ms_work_wait(w, -1);
-  ms_work_free(w);
+  st = cpu_work_wait(w, -1);
+  cpu_work_free(w);
   return st;
 }
 
@@ -514,15 +522,11 @@ static int check_reduce(ms_comm *c, const char *op, const ms_tensor *t, int rop)
   return 0;
 }
 
-int ms_comm_all_reduce_async(ms_comm *c, ms_tensor *t, ms_comm_op op, ms_work **out) {
+static int cpu_all_reduce(ms_comm *c, ms_tensor *t, ms_comm_op op, ms_work **out) {
   int st = check_reduce(c, "all_reduce", t, op);
   if (st) return st;
-  if (!out) return ms_fail(MS_ERR_INVALID, "all_reduce: out is NULL");
-  return enqueue(c, K_ALL_REDUCE, t, NULL, op, 0, out);
-}
-int ms_comm_all_reduce(ms_comm *c, ms_tensor *t, ms_comm_op op) {
-  int st = check_reduce(c, "all_reduce", t, op);
-  return st ? st : sync_call(c, K_ALL_REDUCE, t, NULL, op, 0);
+  return out ? enqueue(c, K_ALL_REDUCE, t, NULL, op, 0, out)
+             : sync_call(c, K_ALL_REDUCE, t, NULL, op, 0);
 }
 
 static int check_bcast(ms_comm *c, ms_tensor *t, int root) {
@@ -533,18 +537,14 @@ static int check_bcast(ms_comm *c, ms_tensor *t, int root) {
                    c->world);
   return 0;
 }
-int ms_comm_broadcast_async(ms_comm *c, ms_tensor *t, int root, ms_work **out) {
+static int cpu_broadcast(ms_comm *c, ms_tensor *t, int root, ms_work **out) {
   int st = check_bcast(c, t, root);
   if (st) return st;
-  if (!out) return ms_fail(MS_ERR_INVALID, "broadcast: out is NULL");
-  return enqueue(c, K_BROADCAST, t, NULL, 0, root, out);
-}
-int ms_comm_broadcast(ms_comm *c, ms_tensor *t, int root) {
-  int st = check_bcast(c, t, root);
-  return st ? st : sync_call(c, K_BROADCAST, t, NULL, 0, root);
+  return out ? enqueue(c, K_BROADCAST, t, NULL, 0, root, out)
+             : sync_call(c, K_BROADCAST, t, NULL, 0, root);
 }
 
-int ms_comm_all_gather(ms_comm *c, const ms_tensor *x, ms_tensor *out) {
+static int cpu_all_gather(ms_comm *c, const ms_tensor *x, ms_tensor *out) {
   int st = check_tensor(c, "all_gather", "input", x);
   if (!st) st = check_tensor(c, "all_gather", "output", out);
   if (st) return st;
@@ -559,7 +559,7 @@ int ms_comm_all_gather(ms_comm *c, const ms_tensor *x, ms_tensor *out) {
   return sync_call(c, K_ALL_GATHER, out, x, 0, 0);
 }
 
-int ms_comm_reduce_scatter(ms_comm *c, const ms_tensor *x, ms_tensor *out, ms_comm_op op) {
+static int cpu_reduce_scatter(ms_comm *c, const ms_tensor *x, ms_tensor *out, ms_comm_op op) {
   int st = check_reduce(c, "reduce_scatter", x, op);
   if (!st) st = check_tensor(c, "reduce_scatter", "output", out);
   if (st) return st;
@@ -575,8 +575,7 @@ int ms_comm_reduce_scatter(ms_comm *c, const ms_tensor *x, ms_tensor *out, ms_co
   return sync_call(c, K_REDUCE_SCATTER, out, x, op, 0);
 }
 
-int ms_comm_barrier(ms_comm *c) {
-  if (!c) return ms_fail(MS_ERR_INVALID, "barrier: communicator is NULL");
+static int cpu_barrier(ms_comm *c) {
   ms_tensor *t;
   int64_t one = 1;
   int st = ms_tensor_new(&one, 1, MS_I32, MS_CPU, 0, &t);
@@ -589,8 +588,7 @@ int ms_comm_barrier(ms_comm *c) {
 
 /* ---- setup -------------------------------------------------------------------------- */
 
-void ms_comm_free(ms_comm *c) {
-  if (!c) return;
+static void cpu_destroy(ms_comm *c) {
   if (c->thread_started) {
     pthread_mutex_lock(&c->mu);
     c->stop = 1;
@@ -670,6 +668,7 @@ int ms_comm_init_cpu(ms_store *store, int rank, int world_size, int64_t timeout_
                    rank, world_size);
   ms_comm *c = calloc(1, sizeof *c);
   if (!c) return ms_fail(MS_ERR_OOM, "comm init: out of memory");
+  c->table.be = &cpu_ring;
   c->rank = rank;
   c->world = world_size;
   c->timeout = timeout_ms;
@@ -688,9 +687,26 @@ int ms_comm_init_cpu(ms_store *store, int rank, int world_size, int64_t timeout_
       c->thread_started = 1;
   }
   if (st) {
-    ms_comm_free(c);
+    cpu_destroy(c);
     return st;
   }
   *out = c;
   return 0;
 }
+
+/* ---- the table ---------------------------------------------------------------------- */
+
+static const ms_comm_backend cpu_ring = {
+    .name = "cpu ring",
+    .rank = cpu_rank,
+    .world_size = cpu_world_size,
+    .all_reduce = cpu_all_reduce,
+    .broadcast = cpu_broadcast,
+    .all_gather = cpu_all_gather,
+    .reduce_scatter = cpu_reduce_scatter,
+    .barrier = cpu_barrier,
+    .destroy = cpu_destroy,
+    .work_wait = cpu_work_wait,
+    .work_is_completed = cpu_work_is_completed,
+    .work_free = cpu_work_free,
+};

@@ -21,6 +21,9 @@ int ms_context_new(ms_context **out) {
   ms_context *ctx = calloc(1, sizeof *ctx);
   if (!ctx) return ms_fail(MS_ERR_OOM, "context_new: out of host memory");
   ctx->num_threads = omp_get_max_threads();
+#ifdef MS_WITH_CUDA
+  ms_cuda_register_backend(); /* idempotent: the table is static */
+#endif
   /* OpenBLAS runs its own pthread pool: size it like OpenMP's so the two don't oversubscribe. */
   openblas_set_num_threads(ctx->num_threads);
   *out = ctx;

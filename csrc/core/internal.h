@@ -27,10 +27,28 @@ struct ms_tensor {
   ms_dtype dtype;
 };
 
+/* ---- streams and events (owned by the context; calls in core/backend.h) ---- */
+typedef struct ms_stream {
+  ms_device_type device;
+  int index;
+  void *handle; /* the backend's stream (cudaStream_t); NULL on the host */
+} ms_stream;
+
+typedef struct ms_event {
+  ms_device_type device;
+  int index;
+  int recorded;  /* set by record */
+  int completed; /* host: set by record (host work is synchronous) */
+  void *handle;  /* the backend's event (cudaEvent_t); NULL on the host */
+} ms_event;
+
+#define MS_CTX_MAX_STREAMS 8
+
 struct ms_context {
   int num_threads;
   void *dnnl; /* oneDNN engine, stream and primitive cache (cpu/dnnl_ctx.c) */
   void *cuda; /* CUDA device state when built with CUDA */
+  ms_stream streams[2][MS_CTX_MAX_STREAMS]; /* current stream per device type and index */
 };
 
 /* ---- errors (core/error.c) ---- */
@@ -97,9 +115,8 @@ int ms_broadcast_shapes(const char *op, const int64_t *a, int na, const int64_t 
 void ms_wrap_host(ms_storage *st, ms_tensor *t, void *data, const int64_t *shape, int ndim,
                   ms_dtype dtype);
 
-/* ---- compute dtypes for kernels with f32/f64 paths only (ops/creation.c) ---- */
-/* f64 stays f64, every other float computes in f32. */
-ms_dtype ms_work_dtype(const ms_tensor *x);
+/* ---- converting to and from a backend's compute dtype (ops/creation.c; the dtype comes from
+ * the backend's `supports`, core/backend.h) ---- */
 /* A contiguous tensor of dtype wd holding t's values (an alias when t already is one). */
 int ms_to_work(ms_context *ctx, const ms_tensor *t, ms_dtype wd, ms_tensor **out);
 /* Replaces *t (of the work dtype) by a copy in dtype d when they differ. */

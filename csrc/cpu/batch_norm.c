@@ -1,6 +1,8 @@
 /* batch_norm.c: CPU kernels of batch normalization (per-channel stats, affine maps, grad sums). */
+#include <math.h>
 #include <stdlib.h>
 
+#include "../core/dtype.h"
 #include "npr_kernels.h"
 
 /* Row kernels, written once for float and double. Sums run over 8 independent double
@@ -177,4 +179,94 @@ int ms_cpu_bn_grad_sums(ms_context *ctx, const ms_tensor *g, const ms_tensor *x,
   per_channel(p2, n, c, 1.0, sum_gx);
   free(p1);
   return MS_OK;
+}
+
+/* ---- the CPU table's entries: statistics, coefficients and running stats in the kernel ---- */
+
+static double load1(const ms_tensor *t, int64_t i) {
+  return ms_load_f64(ms_data(t) + i * t->strides[0] * ms_dtype_size(t->dtype), t->dtype);
+}
+static void store1(ms_tensor *t, int64_t i, double v) {
+  ms_store_f64(ms_data(t) + i * t->strides[0] * ms_dtype_size(t->dtype), t->dtype, v);
+}
+
+int ms_cpu_batch_norm(ms_context *ctx, const ms_tensor *x, const ms_tensor *weight,
+                      const ms_tensor *bias, ms_tensor *running_mean, ms_tensor *running_var,
+                      int training, double momentum, double eps, ms_tensor *y, ms_tensor *save_mean,
+                      ms_tensor *save_invstd) {
+  int64_t n = x->shape[0], c = x->shape[1], s = ms_numel_of(x->shape + 2, x->ndim - 2);
+  int64_t count = n * s;
+  double *buf = malloc(sizeof(double) * 5 * (size_t)(c > 0 ? c : 1));
+  if (!buf) return ms_fail(MS_ERR_OOM, "batch_norm: out of memory (input %s)", ms_desc(x));
+  double *mean = buf, *var = buf + c, *a = buf + 2 * c, *b = buf + 3 * c, *inv = buf + 4 * c;
+  int st = MS_OK;
+  if (training) {
+    if ((st = ms_cpu_bn_stats(ctx, x, n, c, s, mean, var))) goto done;
+  } else {
+    for (int64_t i = 0; i < c; i++) {
+      mean[i] = load1(running_mean, i);
+      var[i] = load1(running_var, i);
+    }
+  }
+  for (int64_t i = 0; i < c; i++) {
+    inv[i] = 1.0 / sqrt(var[i] + eps);
+    double w = weight ? load1(weight, i) : 1.0, bi = bias ? load1(bias, i) : 0.0;
+    a[i] = w * inv[i];
+    b[i] = bi - mean[i] * a[i];
+  }
+  /* One value per channel (e.g. a 1x1 pooled map at batch 1) leaves the running stats alone. */
+  if (training && running_mean && count > 1) {
+    double unbias = (double)count / (double)(count - 1);
+    for (int64_t i = 0; i < c; i++) {
+      store1(running_mean, i, (1 - momentum) * load1(running_mean, i) + momentum * mean[i]);
+      store1(running_var, i, (1 - momentum) * load1(running_var, i) + momentum * var[i] * unbias);
+    }
+  }
+  if ((st = ms_cpu_bn_affine(ctx, NULL, x, n, c, s, a, b, NULL, y))) goto done;
+  for (int64_t i = 0; i < c; i++) {
+    if (save_mean) store1(save_mean, i, mean[i]);
+    if (save_invstd) store1(save_invstd, i, inv[i]);
+  }
+done:
+  free(buf);
+  return st;
+}
+
+int ms_cpu_batch_norm_backward(ms_context *ctx, const ms_tensor *gy, const ms_tensor *x,
+                               const ms_tensor *weight, const ms_tensor *save_mean,
+                               const ms_tensor *save_invstd, int training, ms_tensor *dx,
+                               ms_tensor *dweight, ms_tensor *dbias) {
+  int64_t n = x->shape[0], c = x->shape[1], s = ms_numel_of(x->shape + 2, x->ndim - 2);
+  double *buf = malloc(sizeof(double) * 7 * (size_t)(c > 0 ? c : 1));
+  if (!buf) return ms_fail(MS_ERR_OOM, "batch_norm_backward: out of memory (input %s)", ms_desc(x));
+  double *mean = buf, *inv = buf + c, *sg = buf + 2 * c, *sgx = buf + 3 * c;
+  double *k1 = buf + 4 * c, *k2 = buf + 5 * c, *k3 = buf + 6 * c;
+  int st = MS_OK;
+  for (int64_t i = 0; i < c; i++) {
+    mean[i] = load1(save_mean, i);
+    inv[i] = load1(save_invstd, i);
+  }
+  const int need_sums = training || dweight || dbias;
+  if (need_sums && (st = ms_cpu_bn_grad_sums(ctx, gy, x, n, c, s, mean, sg, sgx))) goto done;
+  if (dx) {
+    double cnt = (double)(n * s);
+    for (int64_t i = 0; i < c; i++) {
+      double w = weight ? load1(weight, i) : 1.0;
+      k1[i] = w * inv[i];
+      k2[i] = training && cnt > 0 ? -w * inv[i] * inv[i] * inv[i] * sgx[i] / cnt : 0.0;
+      k3[i] = training && cnt > 0 ? -k2[i] * mean[i] - w * inv[i] * sg[i] / cnt : 0.0;
+    }
+    if (training)
+      st = ms_cpu_bn_affine(ctx, gy, x, n, c, s, k1, k2, k3, dx);
+    else
+      st = ms_cpu_bn_affine(ctx, NULL, gy, n, c, s, k1, k3, NULL, dx);
+    if (st) goto done;
+  }
+  for (int64_t i = 0; i < c; i++) {
+    if (dweight) store1(dweight, i, sgx[i] * inv[i]); /* sum(g * xhat) */
+    if (dbias) store1(dbias, i, sg[i]);
+  }
+done:
+  free(buf);
+  return st;
 }

@@ -1,5 +1,5 @@
 /* cat.c: CPU cat: each input copied (with dtype conversion) into its slab of the output. */
-#include "../core/backend.h"
+#include "basic_kernels.h"
 #include "mcsl_kernels.h"
 
 int ms_cpu_cat(ms_context *ctx, ms_tensor *const *xs, int n, int dim, ms_tensor *out) {

@@ -105,3 +105,11 @@ double ms_cpu_select_kth(double *v, int64_t n, int64_t k) {
   }
   return v[k];
 }
+
+int ms_cpu_confusion_tensors(ms_context *ctx, const ms_tensor *pred, const ms_tensor *label,
+                             int64_t num_classes, int64_t ignore_index, ms_tensor *accum,
+                             ms_bad_value *bad) {
+  return ms_cpu_confusion(ctx, pred ? ms_data(pred) : NULL, pred ? pred->dtype : MS_I64,
+                          ms_data(label), label->dtype, ms_numel(label), num_classes, ignore_index,
+                          (int64_t *)ms_data(accum), bad);
+}

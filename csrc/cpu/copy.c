@@ -1,6 +1,6 @@
 /* copy.c: CPU copy with dtype conversion, fill and arange. */
-#include "../core/backend.h"
 #include "../core/dtype.h"
+#include "basic_kernels.h"
 
 typedef struct {
   ms_dtype dst, src;

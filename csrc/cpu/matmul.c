@@ -2,7 +2,7 @@
 #include <cblas.h>
 #include <limits.h>
 
-#include "../core/backend.h"
+#include "basic_kernels.h"
 #include "mcsl_kernels.h"
 
 /* f16/bf16: compute in f32 and round once at the end. */

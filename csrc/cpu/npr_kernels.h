@@ -17,6 +17,16 @@ int ms_cpu_bn_affine(ms_context *ctx, const ms_tensor *g, const ms_tensor *x, in
 int ms_cpu_bn_grad_sums(ms_context *ctx, const ms_tensor *g, const ms_tensor *x, int64_t n,
                         int64_t c, int64_t s, const double *mean, double *sum_g, double *sum_gx);
 
+/* The CPU table's entries (contracts in core/backend.h). */
+int ms_cpu_batch_norm(ms_context *ctx, const ms_tensor *x, const ms_tensor *weight,
+                      const ms_tensor *bias, ms_tensor *running_mean, ms_tensor *running_var,
+                      int training, double momentum, double eps, ms_tensor *y, ms_tensor *save_mean,
+                      ms_tensor *save_invstd);
+int ms_cpu_batch_norm_backward(ms_context *ctx, const ms_tensor *gy, const ms_tensor *x,
+                               const ms_tensor *weight, const ms_tensor *save_mean,
+                               const ms_tensor *save_invstd, int training, ms_tensor *dx,
+                               ms_tensor *dweight, ms_tensor *dbias);
+
 /* ---- layer norm (cpu/layer_norm.c): x viewed as [M, K] ---- */
 /* w, b: [K] of x's dtype or NULL; mean, rstd: [M] of x's dtype. */
 int ms_cpu_layer_norm(ms_context *ctx, const ms_tensor *x, int64_t m, int64_t k, const ms_tensor *w,

@@ -1,9 +1,9 @@
 /* random.c: CPU uniform, normal, randint and dropout from the Philox stream. */
 #include <math.h>
 
-#include "../core/backend.h"
 #include "../core/dtype.h"
 #include "../core/philox.h"
+#include "basic_kernels.h"
 
 /* Element i of a draw uses word i % 4 of block (offset + i / 4): the layout the
  * CUDA kernels use too, so both devices give the same numbers. */

@@ -6,7 +6,7 @@
 #endif
 #include <math.h>
 
-#include "../core/backend.h"
+#include "basic_kernels.h"
 #include "mcsl_kernels.h"
 
 /* Positions handled together when the softmax dim is strided (inner > 1, e.g. NCHW dim 1):

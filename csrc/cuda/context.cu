@@ -146,11 +146,6 @@ int ms_cuda_cudnn(ms_cuda_dev *d, const char *op, void **out) {
 #endif
 }
 
-int ms_cuda_not_implemented(const char *op, const ms_tensor *t) {
-  return ms_fail(MS_ERR_UNSUPPORTED, "op %s is not implemented on CUDA yet (%s on cuda:%d)", op,
-                 ms_desc(t), t->storage->device_index);
-}
-
 const char *ms_cuda_build_info(void) {
   static char buf[512];
   static int done;

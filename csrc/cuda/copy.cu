@@ -3,7 +3,7 @@
 
 #include "cuda_util.cuh"
 extern "C" {
-#include "../core/backend.h"
+#include "../cpu/basic_kernels.h"
 }
 #include "../core/dtype.h"
 

@@ -56,8 +56,16 @@ int ms_cuda_randint(ms_context *ctx, ms_generator *gen, ms_tensor *t, int64_t lo
 int ms_cuda_dropout(ms_context *ctx, ms_generator *gen, const ms_tensor *x, double p,
                     ms_tensor *out, ms_tensor *mask);
 
-/* For op families not ported yet: "op X is not implemented on CUDA yet (x [..] f32 cuda:0)". */
-int ms_cuda_not_implemented(const char *op, const ms_tensor *t);
+/* ---- events and streams (event.cu): the contracts of the table's entries (core/backend.h) */
+int ms_cuda_event_record(ms_context *ctx, ms_event *e, const ms_stream *s);
+int ms_cuda_event_wait(ms_context *ctx, const ms_event *e, const ms_stream *s);
+int ms_cuda_event_synchronize(ms_context *ctx, ms_event *e);
+int ms_cuda_event_query(const ms_event *e);
+void ms_cuda_event_release(ms_event *e);
+int ms_cuda_stream_synchronize(ms_context *ctx, const ms_stream *s);
+
+/* Installs the CUDA table (cuda_table.c); called at context init in CUDA builds. */
+void ms_cuda_register_backend(void);
 
 #ifdef __cplusplus
 }

@@ -3,6 +3,9 @@
 #include <stdint.h>
 
 #include "cuda_util.cuh"
+extern "C" {
+#include "../core/backend.h"
+}
 
 /* x contiguous, viewed as kept dims (the output's order) times reduced dims. */
 typedef struct red_plan {
@@ -123,7 +126,7 @@ template <class A, int Threads> __global__ void red_block(red_plan p) {
 extern "C" int ms_cuda_reduce(ms_context *ctx, ms_redop op, const ms_tensor *x, const int *red,
                               ms_tensor *out) {
   const char *opn = "reduce (cuda)";
-  if (op == MS_RED_VAR) return ms_cuda_not_implemented("var", x);
+  if (op == MS_RED_VAR) return ms_unsupported(MS_OP_REDUCE, "var", x, x->dtype);
   ms_cuda_dev *dev;
   int st = ms_cuda_dev_get(ctx, out->storage->device_index, opn, &dev);
   if (st) return st;

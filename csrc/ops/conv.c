@@ -1,8 +1,7 @@
 /* conv.c: validated entry points for conv2d and its backward; dispatch to the CPU kernels. */
 #include <stdlib.h>
 
-#include "../core/internal.h"
-#include "../cpu/conv_cpu.h"
+#include "../core/backend.h"
 
 /* Checks shapes and params; fills the geometry. grad_out (may be NULL) must be the output shape. */
 static int conv_check(const char *op, const ms_tensor *x, const ms_tensor *w, const ms_tensor *b,
@@ -73,8 +72,6 @@ static int conv_check(const char *op, const ms_tensor *x, const ms_tensor *w, co
       return ms_fail(MS_ERR_INVALID, "%s: grad_out %s must be %s for x %s, w %s", op, ms_desc(gy),
                      ms_shape_str(want, 4), ms_desc(x), ms_desc(w));
   }
-  if (x->storage->device != MS_CPU)
-    return ms_fail(MS_ERR_UNSUPPORTED, "%s: not implemented on CUDA yet (x %s)", op, ms_desc(x));
   return MS_OK;
 }
 
@@ -90,9 +87,6 @@ static int prep(ms_context *ctx, const ms_tensor *t, ms_dtype dt, const ms_tenso
   return st;
 }
 
-/* f16/bf16 compute in f32 (converted in and out); f32 and f64 natively. */
-static ms_dtype compute_dtype(ms_dtype d) { return d == MS_F64 ? MS_F64 : MS_F32; }
-
 static int new_out(const ms_tensor *on, const int64_t *shape, int ndim, ms_dtype dt,
                    ms_tensor **out) {
   return ms_tensor_new_on(on, shape, ndim, dt, out);
@@ -105,7 +99,9 @@ int ms_conv2d(ms_context *ctx, const ms_tensor *x, const ms_tensor *w, const ms_
   ms_conv_geom g;
   int st = conv_check(op, x, w, b, NULL, p, &g);
   if (st) return st;
-  ms_dtype cdt = compute_dtype(x->dtype);
+  ms_dtype cdt; /* the backend's precision policy: native, or converted in and out */
+  const ms_backend *be = ms_backend_get(MS_OP_CONV2D, NULL, x, x->dtype, &cdt);
+  if (!be) return MS_ERR_UNSUPPORTED;
   int64_t ys[4] = {g.n, g.o, g.oh, g.ow};
   const ms_tensor *xc, *wc, *bc;
   ms_tensor *tx = NULL, *tw = NULL, *tb = NULL, *y = NULL, *yc = NULL;
@@ -125,11 +121,7 @@ int ms_conv2d(ms_context *ctx, const ms_tensor *x, const ms_tensor *w, const ms_
         }
       }
     } else {
-      st = cdt == MS_F32 ? ms_cpu_conv2d_fwd_dnnl(ctx, &g, xc, wc, bc, y) : MS_ERR_UNSUPPORTED;
-      if (st == MS_ERR_UNSUPPORTED) {
-        ms_clear_error();
-        st = ms_cpu_conv2d_fwd_ref(ctx, &g, xc, wc, bc, y);
-      }
+      st = be->conv2d(ctx, &g, xc, wc, bc, y);
     }
     if (st) goto done;
   }
@@ -157,7 +149,9 @@ int ms_conv2d_backward(ms_context *ctx, const ms_tensor *grad_out, const ms_tens
   int st = conv_check(op, x, w, NULL, grad_out, p, &g);
   if (st) return st;
   if (!dx && !dw && !db) return MS_OK;
-  ms_dtype cdt = compute_dtype(x->dtype);
+  ms_dtype cdt;
+  const ms_backend *be = ms_backend_get(MS_OP_CONV2D_BACKWARD, NULL, x, x->dtype, &cdt);
+  if (!be) return MS_ERR_UNSUPPORTED;
   const ms_tensor *gc, *xc, *wc;
   ms_tensor *tg = NULL, *tx = NULL, *tw = NULL, *r[3] = {NULL, NULL, NULL};
   int64_t ws[4] = {g.o, g.c / g.g, g.kh, g.kw};
@@ -172,15 +166,14 @@ int ms_conv2d_backward(ms_context *ctx, const ms_tensor *grad_out, const ms_tens
     /* Nothing flows: every wanted gradient is zero. */
     for (int i = 0; i < 3; i++)
       if (r[i] && (st = ms_fill_(ctx, r[i], 0))) goto done;
-    if (r[2] && ms_numel(grad_out) > 0) ms_cpu_conv2d_bias_grad(ctx, &g, gc, r[2]);
-  } else {
-    st = cdt == MS_F32 ? ms_cpu_conv2d_bwd_dnnl(ctx, &g, gc, xc, wc, r[0], r[1], r[2])
-                       : MS_ERR_UNSUPPORTED;
-    if (st == MS_ERR_UNSUPPORTED) {
-      ms_clear_error();
-      st = ms_cpu_conv2d_bwd_ref(ctx, &g, gc, xc, wc, r[0], r[1], r[2]);
+    if (r[2] && ms_numel(grad_out) > 0) {
+      /* db is grad_out summed over N, H and W */
+      const int red[4] = {1, 0, 1, 1};
+      const ms_backend *rb = ms_backend_get(MS_OP_REDUCE, op, gc, gc->dtype, NULL);
+      if ((st = rb ? rb->reduce(ctx, MS_RED_SUM, gc, red, 0, r[2]) : MS_ERR_UNSUPPORTED)) goto done;
     }
-    if (st) goto done;
+  } else if ((st = be->conv2d_backward(ctx, &g, gc, xc, wc, r[0], r[1], r[2]))) {
+    goto done;
   }
   if (x->dtype != cdt)
     for (int i = 0; i < 3; i++) {

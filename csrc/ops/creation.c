@@ -2,20 +2,6 @@
 #include <math.h>
 
 #include "../core/backend.h"
-#include "../core/dtype.h"
-
-#ifdef MS_WITH_CUDA
-#include "../cuda/cuda_backend.h"
-#define MS_ON_CUDA(t) ((t)->storage->device == MS_CUDA)
-#define MS_CUDA(call) (call)
-#else
-#define MS_ON_CUDA(t) 0
-#define MS_CUDA(call) ms_fail(MS_ERR_UNSUPPORTED, "moonseg was built without CUDA")
-#endif
-
-__attribute__((unused)) static int unsupported_device(const char *op) {
-  return ms_fail(MS_ERR_UNSUPPORTED, "%s: not available on this device in this build", op);
-}
 
 int ms_empty(ms_context *ctx, const int64_t *shape, int ndim, ms_dtype dtype, ms_device_type device,
              int device_index, ms_tensor **out) {
@@ -27,8 +13,8 @@ int ms_empty(ms_context *ctx, const int64_t *shape, int ndim, ms_dtype dtype, ms
 
 int ms_fill_(ms_context *ctx, ms_tensor *t, double value) {
   if (ms_check_tensor("fill_", "tensor", t)) return MS_ERR_INVALID;
-  if (MS_ON_CUDA(t)) return MS_CUDA(ms_cuda_fill(ctx, t, value));
-  return ms_cpu_fill(ctx, t, value);
+  const ms_backend *be = ms_backend_get(MS_OP_FILL, NULL, t, t->dtype, NULL);
+  return be ? be->fill(ctx, t, value) : MS_ERR_UNSUPPORTED;
 }
 
 int ms_full(ms_context *ctx, const int64_t *shape, int ndim, ms_dtype dtype, ms_device_type device,
@@ -57,7 +43,10 @@ int ms_arange(ms_context *ctx, double start, double end, double step, ms_dtype d
   int host = device == MS_CPU;
   int st = ms_tensor_new(&n, 1, dtype, MS_CPU, host ? device_index : 0, &t);
   if (st) return st;
-  ms_cpu_arange(ctx, t, start, step);
+  if ((st = ms_backend_for(MS_CPU)->arange(ctx, t, start, step))) {
+    ms_tensor_free(t);
+    return st;
+  }
   if (host) {
     *out = t;
     return MS_OK;
@@ -109,7 +98,7 @@ int ms_read_f64(ms_context *ctx, const ms_tensor *t, double *dst, int64_t n) {
   ms_storage s;
   ms_tensor w;
   ms_wrap_host(&s, &w, dst, h->shape, h->ndim, MS_F64);
-  ms_cpu_copy(ctx, &w, h);
+  ms_backend_for(MS_CPU)->copy(ctx, &w, h);
   if (h != t) ms_tensor_free(h);
   return MS_OK;
 }
@@ -125,7 +114,7 @@ int ms_to_host(ms_context *ctx, const ms_tensor *t, void *dst, int64_t nbytes) {
   ms_storage s;
   ms_tensor w;
   ms_wrap_host(&s, &w, dst, h->shape, h->ndim, h->dtype);
-  ms_cpu_copy(ctx, &w, h);
+  ms_backend_for(MS_CPU)->copy(ctx, &w, h);
   if (h != t) ms_tensor_free(h);
   return MS_OK;
 }
@@ -140,18 +129,15 @@ int ms_copy_(ms_context *ctx, ms_tensor *dst, const ms_tensor *src) {
   if (nd != dst->ndim || memcmp(shape, dst->shape, sizeof(int64_t) * nd))
     return ms_fail(MS_ERR_INVALID, "copy_: source %s does not broadcast to destination %s",
                    ms_desc(src), ms_desc(dst));
-  /* Between host devices (cpu:0 -> cpu:1) the CPU kernel copies: host memory is shared. */
-  if (dst->storage->device == MS_CPU && src->storage->device == MS_CPU)
-    return ms_cpu_copy(ctx, dst, src);
-  if (!ms_same_device(dst, src)) {
-#ifdef MS_WITH_CUDA
-    return ms_cuda_copy_between(ctx, dst, src);
-#else
-    return unsupported_device("copy_");
-#endif
+  const ms_backend *be;
+  if (ms_same_device(dst, src)) {
+    be = ms_backend_get(MS_OP_COPY, NULL, dst, dst->dtype, NULL);
+    return be ? be->copy(ctx, dst, src) : MS_ERR_UNSUPPORTED;
   }
-  if (MS_ON_CUDA(dst)) return MS_CUDA(ms_cuda_copy(ctx, dst, src));
-  return ms_cpu_copy(ctx, dst, src);
+  /* Between devices the non-host side's backend copies (cpu:0 -> cpu:1: the CPU's, a copy). */
+  const ms_tensor *dev = dst->storage->device != MS_CPU ? dst : src;
+  be = ms_backend_get(MS_OP_COPY_BETWEEN, NULL, dev, dev->dtype, NULL);
+  return be ? be->copy_between(ctx, dst, src) : MS_ERR_UNSUPPORTED;
 }
 
 int ms_cast(ms_context *ctx, const ms_tensor *t, ms_dtype dtype, ms_tensor **out) {
@@ -198,8 +184,8 @@ int ms_uniform_(ms_context *ctx, ms_generator *gen, ms_tensor *t, double low, do
   if (!ms_dtype_is_float(t->dtype))
     return ms_fail(MS_ERR_DTYPE, "uniform_: needs a float tensor, got %s", ms_desc(t));
   if (!(low <= high)) return ms_fail(MS_ERR_INVALID, "uniform_: low %g > high %g", low, high);
-  if (MS_ON_CUDA(t)) return MS_CUDA(ms_cuda_uniform(ctx, gen, t, low, high));
-  return ms_cpu_uniform(ctx, gen, t, low, high);
+  const ms_backend *be = ms_backend_get(MS_OP_UNIFORM, NULL, t, t->dtype, NULL);
+  return be ? be->uniform(ctx, gen, t, low, high) : MS_ERR_UNSUPPORTED;
 }
 
 int ms_normal_(ms_context *ctx, ms_generator *gen, ms_tensor *t, double mean, double std) {
@@ -207,8 +193,8 @@ int ms_normal_(ms_context *ctx, ms_generator *gen, ms_tensor *t, double mean, do
   if (!ms_dtype_is_float(t->dtype))
     return ms_fail(MS_ERR_DTYPE, "normal_: needs a float tensor, got %s", ms_desc(t));
   if (!(std >= 0)) return ms_fail(MS_ERR_INVALID, "normal_: std must be >= 0, got %g", std);
-  if (MS_ON_CUDA(t)) return MS_CUDA(ms_cuda_normal(ctx, gen, t, mean, std));
-  return ms_cpu_normal(ctx, gen, t, mean, std);
+  const ms_backend *be = ms_backend_get(MS_OP_NORMAL, NULL, t, t->dtype, NULL);
+  return be ? be->normal(ctx, gen, t, mean, std) : MS_ERR_UNSUPPORTED;
 }
 
 int ms_randint_(ms_context *ctx, ms_generator *gen, ms_tensor *t, int64_t low, int64_t high) {
@@ -216,8 +202,8 @@ int ms_randint_(ms_context *ctx, ms_generator *gen, ms_tensor *t, int64_t low, i
   if (high <= low)
     return ms_fail(MS_ERR_INVALID, "randint_: empty range [%lld, %lld)", (long long)low,
                    (long long)high);
-  if (MS_ON_CUDA(t)) return MS_CUDA(ms_cuda_randint(ctx, gen, t, low, high));
-  return ms_cpu_randint(ctx, gen, t, low, high);
+  const ms_backend *be = ms_backend_get(MS_OP_RANDINT, NULL, t, t->dtype, NULL);
+  return be ? be->randint(ctx, gen, t, low, high) : MS_ERR_UNSUPPORTED;
 }
 
 int ms_dropout(ms_context *ctx, ms_generator *gen, const ms_tensor *x, double p, ms_tensor **out,
@@ -225,13 +211,13 @@ int ms_dropout(ms_context *ctx, ms_generator *gen, const ms_tensor *x, double p,
   if (check_random("dropout", gen, x)) return MS_ERR_INVALID;
   if (ms_check_float("dropout", "input", x)) return MS_ERR_DTYPE;
   if (!(p >= 0 && p < 1)) return ms_fail(MS_ERR_INVALID, "dropout: p must be in [0, 1), got %g", p);
+  const ms_backend *be = ms_backend_get(MS_OP_DROPOUT, NULL, x, x->dtype, NULL);
+  if (!be) return MS_ERR_UNSUPPORTED;
   ms_tensor *xc = NULL, *o = NULL, *m = NULL;
   int st = ms_contiguous(ctx, x, &xc);
   if (!st) st = ms_tensor_new_like(x, x->dtype, &o);
   if (!st) st = ms_tensor_new_like(x, x->dtype, &m);
-  if (!st)
-    st = MS_ON_CUDA(x) ? MS_CUDA(ms_cuda_dropout(ctx, gen, xc, p, o, m))
-                       : ms_cpu_dropout(ctx, gen, xc, p, o, m);
+  if (!st) st = be->dropout(ctx, gen, xc, p, o, m);
   ms_tensor_free(xc);
   if (st) {
     ms_tensor_free(o);
@@ -242,8 +228,6 @@ int ms_dropout(ms_context *ctx, ms_generator *gen, const ms_tensor *x, double p,
   *mask = m;
   return MS_OK;
 }
-
-ms_dtype ms_work_dtype(const ms_tensor *x) { return x->dtype == MS_F64 ? MS_F64 : MS_F32; }
 
 int ms_to_work(ms_context *ctx, const ms_tensor *t, ms_dtype wd, ms_tensor **out) {
   if (t->dtype == wd) return ms_contiguous(ctx, t, out);

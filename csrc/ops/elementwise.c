@@ -2,15 +2,7 @@
 #include <math.h>
 #include <stdio.h>
 
-#include "../core/dtype.h"
-#include "../cpu/ew_kernels.h"
-
-#ifdef MS_WITH_CUDA
-#include "../cuda/cuda_backend.h"
-#define MS_CUDA(call, name) (call)
-#else
-#define MS_CUDA(call, name) no_device(name)
-#endif
+#include "../core/backend.h"
 
 static const char *bin_name(ms_binop op) {
   static const char *n[] = {"add", "sub", "mul", "div", "pow", "maximum",     "minimum",   "eq",
@@ -24,12 +16,6 @@ static const char *un_name(ms_unop op) {
                             "gelu",       "hardswish", "clamp",       "pow",        "sign",
                             "reciprocal", "square",    "logical_not", "hardsigmoid"};
   return (int)op >= 0 && op <= MS_HARDSIGMOID ? n[op] : "unary";
-}
-
-static int on_cuda(const ms_tensor *t) { return t->storage->device != MS_CPU; }
-
-__attribute__((unused)) static int no_device(const char *op) {
-  return ms_fail(MS_ERR_UNSUPPORTED, "%s: not available on this device in this build", op);
 }
 
 /* PyTorch's can_cast: no float -> integer, no non-bool -> bool. */
@@ -65,8 +51,8 @@ static int check_binary(const char *name, const ms_tensor *a, const ms_tensor *b
 
 static int run_binary_into(ms_context *ctx, ms_binop op, const ms_tensor *a, const ms_tensor *b,
                            ms_dtype ct, ms_tensor *dst) {
-  if (on_cuda(dst)) return MS_CUDA(ms_cuda_binary(ctx, op, ct, a, b, dst), bin_name(op));
-  return ms_cpu_binary(ctx, op, ct, a, b, dst);
+  const ms_backend *be = ms_backend_get(MS_OP_BINARY, bin_name(op), dst, ct, NULL);
+  return be ? be->binary(ctx, op, ct, a, b, dst) : MS_ERR_UNSUPPORTED;
 }
 
 int ms_binary(ms_context *ctx, ms_binop op, const ms_tensor *a, const ms_tensor *b,
@@ -139,21 +125,8 @@ static int scalar_types(ms_binop op, const ms_tensor *a, double s, int reverse, 
 
 static int scalar_into(ms_context *ctx, ms_binop op, const ms_tensor *a, double s, int reverse,
                        ms_dtype ct, ms_dtype sdt, ms_tensor *dst) {
-  if (on_cuda(dst))
-    return MS_CUDA(ms_cuda_binary_scalar(ctx, op, ct, a, s, sdt, reverse, dst), bin_name(op));
-  char buf[8];
-  ms_storage ss;
-  ms_tensor st;
-  if (sdt == MS_I64)
-    *(int64_t *)buf = (int64_t)s;
-  else
-    ms_store_f64(buf, sdt, s);
-  int64_t noshape[1] = {1};
-  ms_wrap_host(&ss, &st, buf, noshape, 0, sdt);
-  ss.device = a->storage->device;
-  ss.device_index = a->storage->device_index;
-  return reverse ? ms_cpu_binary(ctx, op, ct, &st, a, dst)
-                 : ms_cpu_binary(ctx, op, ct, a, &st, dst);
+  const ms_backend *be = ms_backend_get(MS_OP_BINARY_SCALAR, bin_name(op), dst, ct, NULL);
+  return be ? be->binary_scalar(ctx, op, ct, a, s, sdt, reverse, dst) : MS_ERR_UNSUPPORTED;
 }
 
 int ms_binary_scalar(ms_context *ctx, ms_binop op, const ms_tensor *a, double s, int reverse,
@@ -252,11 +225,11 @@ int ms_unary(ms_context *ctx, ms_unop op, const ms_tensor *x, double p0, double 
   ms_tensor *o;
   if ((st = ms_tensor_new_like(x, rt, &o))) return st;
   ms_dtype ct = op == MS_LOGICAL_NOT ? x->dtype : rt;
-  if (on_cuda(x) && (st = MS_CUDA(ms_cuda_unary(ctx, op, ct, x, p0, p1, o), name))) {
+  const ms_backend *be = ms_backend_get(MS_OP_UNARY, name, x, ct, NULL);
+  if (!be || (st = be->unary(ctx, op, ct, x, p0, p1, o))) {
     ms_tensor_free(o);
-    return st;
+    return be ? st : MS_ERR_UNSUPPORTED;
   }
-  if (!on_cuda(x)) ms_cpu_unary(ctx, op, ct, x, p0, p1, o);
   *out = o;
   return MS_OK;
 }
@@ -276,8 +249,8 @@ int ms_unary_into(ms_context *ctx, ms_unop op, const ms_tensor *x, double p0, do
     return ms_fail(MS_ERR_DTYPE, "%s: result type %s of %s cannot be stored in %s", name,
                    ms_dtype_name(rt), ms_desc(x), ms_desc(dst));
   ms_dtype ct = op == MS_LOGICAL_NOT ? x->dtype : rt;
-  if (on_cuda(x)) return MS_CUDA(ms_cuda_unary(ctx, op, ct, x, p0, p1, dst), name);
-  return ms_cpu_unary(ctx, op, ct, x, p0, p1, dst);
+  const ms_backend *be = ms_backend_get(MS_OP_UNARY, name, x, ct, NULL);
+  return be ? be->unary(ctx, op, ct, x, p0, p1, dst) : MS_ERR_UNSUPPORTED;
 }
 
 int ms_unary_backward(ms_context *ctx, ms_unop op, const ms_tensor *grad_out, const ms_tensor *x,
@@ -301,14 +274,15 @@ int ms_unary_backward(ms_context *ctx, ms_unop op, const ms_tensor *grad_out, co
       (y && !same_shape(y->shape, y->ndim, ref)))
     return ms_fail(MS_ERR_INVALID, "%s: grad_out %s, input %s and output %s must match", name,
                    ms_desc(grad_out), ms_desc(ref), y ? ms_desc(y) : "(none)");
+  const ms_backend *be = ms_backend_get(MS_OP_UNARY_BACKWARD, name, ref, ref->dtype, NULL);
+  if (!be) return MS_ERR_UNSUPPORTED;
   ms_tensor *ytmp = NULL, *gi = NULL;
   if (uses_y && !y) {
     if ((st = ms_unary(ctx, op, x, p0, p1, &ytmp))) return st;
     y = ytmp;
   }
   if (!(st = ms_tensor_new_like(ref, ref->dtype, &gi)))
-    st = on_cuda(ref) ? MS_CUDA(ms_cuda_unary_backward(ctx, op, grad_out, x, y, p0, p1, gi), name)
-                      : ms_cpu_unary_backward(ctx, op, grad_out, x, y, p0, p1, gi);
+    st = be->unary_backward(ctx, op, grad_out, x, y, p0, p1, gi);
   ms_tensor_free(ytmp);
   if (st) {
     ms_tensor_free(gi);
@@ -334,15 +308,15 @@ int ms_where(ms_context *ctx, const ms_tensor *cond, const ms_tensor *a, const m
   if ((st = ms_broadcast_shapes("where", a->shape, a->ndim, b->shape, b->ndim, s1, &n1)) ||
       (st = ms_broadcast_shapes("where", cond->shape, cond->ndim, s1, n1, s2, &n2)))
     return st;
+  ms_dtype rt = ms_promote_tensors(a, b);
+  const ms_backend *be = ms_backend_get(MS_OP_WHERE, NULL, a, rt, NULL);
+  if (!be) return MS_ERR_UNSUPPORTED;
   ms_tensor *o;
-  if ((st = ms_tensor_new(s2, n2, ms_promote_tensors(a, b), a->storage->device,
-                          a->storage->device_index, &o)))
-    return st;
-  if (on_cuda(a) && (st = MS_CUDA(ms_cuda_where(ctx, cond, a, b, o), "where"))) {
+  if ((st = ms_tensor_new_on(a, s2, n2, rt, &o))) return st;
+  if ((st = be->where(ctx, cond, a, b, o))) {
     ms_tensor_free(o);
     return st;
   }
-  if (!on_cuda(a)) ms_cpu_where(ctx, cond, a, b, o);
   *out = o;
   return MS_OK;
 }
@@ -360,6 +334,6 @@ int ms_axpy_(ms_context *ctx, ms_tensor *dst, double alpha, const ms_tensor *src
   if (!same_shape(shape, nd, dst))
     return ms_fail(MS_ERR_INVALID, "axpy_: source %s does not broadcast to destination %s",
                    ms_desc(src), ms_desc(dst));
-  if (on_cuda(dst)) return MS_CUDA(ms_cuda_axpy(ctx, dst, alpha, src), "axpy_");
-  return ms_cpu_axpy(ctx, dst, alpha, src);
+  const ms_backend *be = ms_backend_get(MS_OP_AXPY, NULL, dst, dst->dtype, NULL);
+  return be ? be->axpy(ctx, dst, alpha, src) : MS_ERR_UNSUPPORTED;
 }

@@ -1,7 +1,7 @@
 /* join.c: validated cat (PyTorch dtype promotion, legacy [0]-shaped inputs skipped). */
 #include <stdlib.h>
 
-#include "../cpu/mcsl_kernels.h"
+#include "../core/backend.h"
 
 static int is_legacy_empty(const ms_tensor *t) { return t->ndim == 1 && t->shape[0] == 0; }
 
@@ -18,8 +18,8 @@ int ms_cat(ms_context *ctx, ms_tensor *const *xs, int n, int dim, ms_tensor **ou
   ms_dtype dt = xs[0]->dtype;
   for (int i = 1; i < n; i++)
     dt = ms_promote(dt, xs[i]->dtype);
-  if (xs[0]->storage->device != MS_CPU)
-    return ms_fail(MS_ERR_UNSUPPORTED, "cat: not implemented on CUDA yet");
+  const ms_backend *be = ms_backend_get(MS_OP_CAT, NULL, xs[0], dt, NULL);
+  if (!be) return MS_ERR_UNSUPPORTED;
   if (!ref) { /* every input is [0]: so is the result */
     int64_t zero = 0;
     return ms_tensor_new_on(xs[0], &zero, 1, dt, out);
@@ -56,7 +56,7 @@ int ms_cat(ms_context *ctx, ms_tensor *const *xs, int n, int dim, ms_tensor **ou
   }
   for (int i = 0; i < n; i++)
     list[i] = is_legacy_empty(xs[i]) ? NULL : xs[i];
-  st = ms_cpu_cat(ctx, list, n, d, o);
+  st = be->cat(ctx, list, n, d, o);
   free(list);
   if (st) {
     ms_tensor_free(o);

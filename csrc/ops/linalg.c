@@ -1,5 +1,6 @@
 /* linalg.c: validated matmul (numpy/torch.matmul shape rules) dispatched to the backends. */
-#include "../cpu/mcsl_kernels.h"
+#include "../core/backend.h"
+#include "../cpu/mcsl_kernels.h" /* ms_blas_layout: which layouts reach the kernel uncopied */
 
 /* Operand expanded to out's batch dims + its matrix: broadcast dims get stride 0. */
 static int expand_operand(const ms_tensor *t, const int64_t *mshape, const int64_t *mstrides,
@@ -71,8 +72,8 @@ int ms_matmul(ms_context *ctx, const ms_tensor *a, const ms_tensor *b, ms_tensor
   if (nb + 2 > MS_MAX_DIMS)
     return ms_fail(MS_ERR_INVALID, "matmul: %s x %s needs more than %d dims", ms_desc(a),
                    ms_desc(b), MS_MAX_DIMS);
-  if (a->storage->device != MS_CPU)
-    return ms_fail(MS_ERR_UNSUPPORTED, "matmul: not implemented on CUDA yet");
+  const ms_backend *be = ms_backend_get(MS_OP_MATMUL, NULL, a, a->dtype, NULL);
+  if (!be) return MS_ERR_UNSUPPORTED;
 
   /* Result shape: batch + [n] unless a is 1-d, + [m] unless b is 1-d. */
   int64_t rshape[MS_MAX_DIMS], fshape[MS_MAX_DIMS], fstrides[MS_MAX_DIMS];
@@ -102,7 +103,7 @@ int ms_matmul(ms_context *ctx, const ms_tensor *a, const ms_tensor *b, ms_tensor
   if (!st) st = expand_operand(bc ? bc : b, bsh, bst, batch, nb, &bv);
   if (!st) st = ms_tensor_new_on(a, rshape, rnd, a->dtype, &r);
   if (!st) st = ms_tensor_make_view(r, fshape, fstrides, nb + 2, 0, &rv);
-  if (!st) st = ms_cpu_matmul(ctx, av, bv, rv);
+  if (!st) st = be->matmul(ctx, av, bv, rv);
   ms_tensor_free(ac);
   ms_tensor_free(bc);
   ms_tensor_free(av);

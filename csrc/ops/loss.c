@@ -2,16 +2,16 @@
 #include <stdio.h>
 
 #include "../core/backend.h"
-#include "../core/dtype.h"
-#include "../cpu/mcsl_kernels.h"
 
 typedef struct {
   int64_t n, c, s;
-  ms_dtype cdt; /* compute dtype: f64 for f64 logits, else f32 */
+  ms_dtype cdt; /* compute dtype: the backend's policy (CPU: f64 for f64 logits, else f32) */
+  const ms_backend *be;
 } ce_shape;
 
-static int check_inputs(const char *op, const ms_tensor *logits, const ms_tensor *target,
-                        const ms_tensor *weight, ms_reduction reduction, ce_shape *cs) {
+static int check_inputs(const char *op, ms_op_id id, const ms_tensor *logits,
+                        const ms_tensor *target, const ms_tensor *weight, ms_reduction reduction,
+                        ce_shape *cs) {
   if (ms_check_tensor(op, "logits", logits) || ms_check_tensor(op, "target", target))
     return MS_ERR_INVALID;
   if (ms_check_same_device(op, logits, target) || ms_check_same_device(op, logits, weight))
@@ -39,13 +39,12 @@ static int check_inputs(const char *op, const ms_tensor *logits, const ms_tensor
   }
   if (reduction != MS_REDUCE_NONE && reduction != MS_REDUCE_MEAN && reduction != MS_REDUCE_SUM)
     return ms_fail(MS_ERR_INVALID, "%s: unknown reduction %d", op, (int)reduction);
-  if (logits->storage->device != MS_CPU)
-    return ms_fail(MS_ERR_UNSUPPORTED, "%s: not implemented on CUDA yet", op);
+  if (!(cs->be = ms_backend_get(id, op, logits, logits->dtype, &cs->cdt)))
+    return MS_ERR_UNSUPPORTED;
   cs->n = logits->shape[0];
   cs->c = c;
   cs->s = ms_numel(target) / (cs->n ? cs->n : 1);
   if (cs->n == 0) cs->s = ms_numel_of(target->shape + 1, target->ndim - 1);
-  cs->cdt = logits->dtype == MS_F64 ? MS_F64 : MS_F32;
   return MS_OK;
 }
 
@@ -79,7 +78,7 @@ int ms_cross_entropy(ms_context *ctx, const ms_tensor *logits, const ms_tensor *
                      ms_tensor **loss, ms_tensor **lse) {
   const char *op = "cross_entropy";
   ce_shape cs;
-  int st = check_inputs(op, logits, target, weight, reduction, &cs);
+  int st = check_inputs(op, MS_OP_CROSS_ENTROPY, logits, target, weight, reduction, &cs);
   if (st) return st;
   if (!loss) return ms_fail(MS_ERR_INVALID, "%s: loss out-pointer is NULL", op);
   /* tmp: 0 logits, 1 target, 2 weight, 3 per-position loss, 4 lse, 5 result */
@@ -92,10 +91,14 @@ int ms_cross_entropy(ms_context *ctx, const ms_tensor *logits, const ms_tensor *
   double lsum = 0, wsum = 0;
   int64_t bad = -1;
   if (!st) {
-    st = ms_cpu_cross_entropy(ctx, tmp[0], tmp[1], tmp[2], ignore_index, cs.n, cs.c, cs.s, tmp[3],
+    st = cs.be->cross_entropy(ctx, tmp[0], tmp[1], tmp[2], ignore_index, cs.n, cs.c, cs.s, tmp[3],
                               tmp[4], &lsum, &wsum, &bad);
     if (st == MS_ERR_INVALID && bad >= 0) {
-      int64_t v = ((const int64_t *)ms_data(tmp[1]))[bad];
+      int64_t v = 0;
+      ms_tensor *at = NULL; /* the offending target value, read through a 0-d view */
+      if (!ms_tensor_make_view(tmp[1], NULL, NULL, 0, tmp[1]->offset + bad, &at))
+        ms_to_host(ctx, at, &v, sizeof v);
+      ms_tensor_free(at);
       st = ms_fail(MS_ERR_INVALID,
                    "%s: target value %lld at %s is outside [0, %lld) and is not ignore_index "
                    "%lld (logits %s, target %s)",
@@ -116,7 +119,7 @@ int ms_cross_entropy(ms_context *ctx, const ms_tensor *logits, const ms_tensor *
        * ignore_index then adds nothing to training instead of poisoning it. */
       double v = reduction == MS_REDUCE_SUM ? lsum : (wsum != 0 ? lsum / wsum : 0.0);
       st = ms_tensor_new_on(logits, NULL, 0, logits->dtype, &tmp[5]);
-      if (!st) ms_store_f64(ms_data(tmp[5]), logits->dtype, v);
+      if (!st) st = ms_fill_(ctx, tmp[5], v);
     }
   }
   if (st) {
@@ -138,7 +141,7 @@ int ms_cross_entropy_backward(ms_context *ctx, const ms_tensor *grad_loss, const
                               ms_tensor **dlogits) {
   const char *op = "cross_entropy_backward";
   ce_shape cs;
-  int st = check_inputs(op, logits, target, weight, reduction, &cs);
+  int st = check_inputs(op, MS_OP_CROSS_ENTROPY_BACKWARD, logits, target, weight, reduction, &cs);
   if (st) return st;
   if (ms_check_tensor(op, "grad_loss", grad_loss) || ms_check_tensor(op, "lse", lse))
     return MS_ERR_INVALID;
@@ -168,7 +171,7 @@ int ms_cross_entropy_backward(ms_context *ctx, const ms_tensor *grad_loss, const
   if (!st && per_pos) st = as_compute(ctx, grad_loss, cs.cdt, &tmp[4]);
   if (!st) st = ms_tensor_new_on(logits, logits->shape, logits->ndim, cs.cdt, &tmp[5]);
   if (!st)
-    st = ms_cpu_cross_entropy_backward(ctx, tmp[0], tmp[1], tmp[2], ignore_index, cs.n, cs.c, cs.s,
+    st = cs.be->cross_entropy_backward(ctx, tmp[0], tmp[1], tmp[2], ignore_index, cs.n, cs.c, cs.s,
                                        tmp[3], tmp[4], gscale, reduction == MS_REDUCE_MEAN, tmp[5]);
   if (!st) {
     if (logits->dtype == cs.cdt) {

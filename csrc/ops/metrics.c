@@ -2,29 +2,19 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "../core/internal.h"
-#include "../cpu/confusion.h"
+#include "../core/backend.h"
+#include "../cpu/confusion.h" /* ms_cpu_select_kth: host quickselect on a host copy */
 
 static int is_label_dtype(ms_dtype d) { return d == MS_I64 || d == MS_I32 || d == MS_U8; }
 
 static int check_accum(const char *op, const ms_tensor *acc, int64_t c, int matrix) {
   if (ms_check_tensor(op, "accum", acc)) return MS_ERR_INVALID;
   int ok = acc->dtype == MS_I64 && acc->ndim == (matrix ? 2 : 1) && acc->shape[0] == c &&
-           (!matrix || acc->shape[1] == c) && ms_is_contiguous(acc) &&
-           acc->storage->device == MS_CPU;
+           (!matrix || acc->shape[1] == c) && ms_is_contiguous(acc);
   if (!ok)
-    return ms_fail(MS_ERR_INVALID, "%s: accumulator must be a contiguous host i64 %s, got %s", op,
+    return ms_fail(MS_ERR_INVALID, "%s: accumulator must be a contiguous i64 %s, got %s", op,
                    matrix ? "[C, C]" : "[C]", ms_desc(acc));
   return MS_OK;
-}
-
-/* A contiguous CPU alias or copy of t (CPU tensors only). */
-static int host_contig(ms_context *ctx, const char *op, const char *name, const ms_tensor *t,
-                       ms_tensor **out) {
-  if (t->storage->device != MS_CPU)
-    return ms_fail(MS_ERR_UNSUPPORTED, "%s: %s %s must be on the CPU in this build", op, name,
-                   ms_desc(t));
-  return ms_contiguous(ctx, t, out);
 }
 
 static int count_impl(ms_context *ctx, const char *op, const ms_tensor *pred,
@@ -58,16 +48,16 @@ static int count_impl(ms_context *ctx, const char *op, const ms_tensor *pred,
   if (st) return st;
   if ((st = ms_check_same_device(op, label, pred)) || (st = ms_check_same_device(op, label, accum)))
     return st;
+  const ms_backend *be = ms_backend_get(MS_OP_CONFUSION, op, label, label->dtype, NULL);
+  if (!be) return MS_ERR_UNSUPPORTED;
   ms_tensor *lc = NULL, *pc = NULL;
-  if ((st = host_contig(ctx, op, "label", label, &lc))) return st;
-  if (pred && (st = host_contig(ctx, op, "pred", pred, &pc))) {
+  if ((st = ms_contiguous(ctx, label, &lc))) return st;
+  if (pred && (st = ms_contiguous(ctx, pred, &pc))) {
     ms_tensor_free(lc);
     return st;
   }
   ms_bad_value bad;
-  st = ms_cpu_confusion(ctx, pc ? ms_data(pc) : NULL, pred ? pred->dtype : MS_I64, ms_data(lc),
-                        label->dtype, ms_numel(label), num_classes, ignore_index,
-                        (int64_t *)ms_data(accum), &bad);
+  st = be->confusion(ctx, pc, lc, num_classes, ignore_index, accum, &bad);
   if (st == MS_ERR_INVALID && bad.index >= 0) {
     if (bad.in_pred)
       st = ms_fail(

@@ -1,27 +1,7 @@
 /* norm.c: validated entry points for batch and layer normalization (forward and backward). */
 #include <math.h>
-#include <stdlib.h>
 
-#include "../core/dtype.h"
-#include "../cpu/npr_kernels.h"
-
-#define ON_CPU(t) ((t)->storage->device == MS_CPU)
-
-static double load1(const ms_tensor *t, int64_t i) {
-  return ms_load_f64(ms_data(t) + i * t->strides[0] * ms_dtype_size(t->dtype), t->dtype);
-}
-static void store1(ms_tensor *t, int64_t i, double v) {
-  ms_store_f64(ms_data(t) + i * t->strides[0] * ms_dtype_size(t->dtype), t->dtype, v);
-}
-
-/* A new 1-d tensor [c] of dtype d holding v. */
-static int vec_new(const ms_tensor *on, const double *v, int64_t c, ms_dtype d, ms_tensor **out) {
-  int st = ms_tensor_new_on(on, &c, 1, d, out);
-  if (st) return st;
-  for (int64_t i = 0; i < c; i++)
-    store1(*out, i, v[i]);
-  return MS_OK;
-}
+#include "../core/backend.h"
 
 /* A per-channel tensor must be a 1-d float CPU tensor of c elements. */
 static int check_channel_vec(const char *op, const char *name, const ms_tensor *t, int64_t c,
@@ -41,7 +21,6 @@ static int check_input(const char *op, const ms_tensor *x, int min_ndim) {
   if (x->ndim < min_ndim)
     return ms_fail(MS_ERR_INVALID, "%s: input must have at least %d dims, got %s", op, min_ndim,
                    ms_desc(x));
-  if (!ON_CPU(x)) return ms_fail(MS_ERR_UNSUPPORTED, "%s: not implemented on CUDA yet", op);
   return MS_OK;
 }
 
@@ -59,7 +38,7 @@ int ms_batch_norm(ms_context *ctx, const ms_tensor *x, const ms_tensor *weight,
   int st = check_input(op, x, 2);
   if (st) return st;
   if (!out) return ms_fail(MS_ERR_INVALID, "batch_norm: out is NULL");
-  int64_t n = x->shape[0], c = x->shape[1], s = ms_numel_of(x->shape + 2, x->ndim - 2);
+  int64_t c = x->shape[1];
   if ((st = check_channel_vec(op, "weight", weight, c, x)) ||
       (st = check_channel_vec(op, "bias", bias, c, x)) ||
       (st = check_channel_vec(op, "running_mean", running_mean, c, x)) ||
@@ -77,48 +56,25 @@ int ms_batch_norm(ms_context *ctx, const ms_tensor *x, const ms_tensor *weight,
                    ms_desc(x));
   if (!(eps >= 0) || !isfinite(momentum))
     return ms_fail(MS_ERR_INVALID, "batch_norm: bad eps %g or momentum %g", eps, momentum);
-  int64_t count = n * s;
   /* One value per channel in training (e.g. a 1x1 pooled map at batch 1) normalises to
-   * zero as Paddle does (PyTorch refuses); running stats are then left alone. */
-  ms_dtype wd = ms_work_dtype(x);
+   * zero as Paddle does (PyTorch refuses); the kernel then leaves the running stats alone. */
+  ms_dtype wd;
+  const ms_backend *be = ms_backend_get(MS_OP_BATCH_NORM, op, x, x->dtype, &wd);
+  if (!be) return MS_ERR_UNSUPPORTED;
   ms_tensor *xw = NULL, *y = NULL, *sm = NULL, *si = NULL;
-  double *buf = malloc(sizeof(double) * 5 * (size_t)(c > 0 ? c : 1));
-  if (!buf) return ms_fail(MS_ERR_OOM, "batch_norm: out of memory (input %s)", ms_desc(x));
-  double *mean = buf, *var = buf + c, *a = buf + 2 * c, *b = buf + 3 * c, *inv = buf + 4 * c;
-  if ((st = ms_to_work(ctx, x, wd, &xw))) goto done;
-  if (training) {
-    if ((st = ms_cpu_bn_stats(ctx, xw, n, c, s, mean, var))) goto done;
-  } else {
-    for (int64_t i = 0; i < c; i++) {
-      mean[i] = load1(running_mean, i);
-      var[i] = load1(running_var, i);
-    }
-  }
-  for (int64_t i = 0; i < c; i++) {
-    inv[i] = 1.0 / sqrt(var[i] + eps);
-    double w = weight ? load1(weight, i) : 1.0, bi = bias ? load1(bias, i) : 0.0;
-    a[i] = w * inv[i];
-    b[i] = bi - mean[i] * a[i];
-  }
-  if (training && running_mean && count > 1) {
-    double unbias = (double)count / (double)(count - 1);
-    for (int64_t i = 0; i < c; i++) {
-      store1(running_mean, i, (1 - momentum) * load1(running_mean, i) + momentum * mean[i]);
-      store1(running_var, i, (1 - momentum) * load1(running_var, i) + momentum * var[i] * unbias);
-    }
-  }
-  if ((st = ms_tensor_new_on(x, x->shape, x->ndim, wd, &y))) goto done;
-  if ((st = ms_cpu_bn_affine(ctx, NULL, xw, n, c, s, a, b, NULL, y))) goto done;
-  if ((st = ms_from_work(ctx, &y, x->dtype))) goto done;
-  if (save_mean && (st = vec_new(x, mean, c, wd, &sm))) goto done;
-  if (save_invstd && (st = vec_new(x, inv, c, wd, &si))) goto done;
+  if ((st = ms_to_work(ctx, x, wd, &xw)) || (st = ms_tensor_new_on(x, x->shape, x->ndim, wd, &y)) ||
+      (st = ms_tensor_new_on(x, &c, 1, wd, &sm)) || (st = ms_tensor_new_on(x, &c, 1, wd, &si)))
+    goto done;
+  if ((st = be->batch_norm(ctx, xw, weight, bias, running_mean, running_var, training, momentum,
+                           eps, y, sm, si)))
+    goto done;
+  st = ms_from_work(ctx, &y, x->dtype);
 done:
-  free(buf);
   ms_tensor_free(xw);
+  if (st || !save_mean) ms_tensor_free(sm);
+  if (st || !save_invstd) ms_tensor_free(si);
   if (st) {
     ms_tensor_free(y);
-    ms_tensor_free(sm);
-    ms_tensor_free(si);
     return st;
   }
   *out = y;
@@ -142,47 +98,25 @@ int ms_batch_norm_backward(ms_context *ctx, const ms_tensor *grad_out, const ms_
     return ms_fail(MS_ERR_INVALID, "%s: grad_out %s does not match input %s", op, ms_desc(grad_out),
                    ms_desc(x));
   if ((st = ms_check_same_device(op, x, grad_out))) return st;
-  int64_t n = x->shape[0], c = x->shape[1], s = ms_numel_of(x->shape + 2, x->ndim - 2);
+  int64_t c = x->shape[1];
   if ((st = check_channel_vec(op, "weight", weight, c, x)) ||
       (st = check_channel_vec(op, "save_mean", save_mean, c, x)) ||
       (st = check_channel_vec(op, "save_invstd", save_invstd, c, x)))
     return st;
-  ms_dtype wd = ms_work_dtype(x), pd = weight ? weight->dtype : x->dtype;
+  ms_dtype wd, pd = weight ? weight->dtype : x->dtype;
+  const ms_backend *be = ms_backend_get(MS_OP_BATCH_NORM_BACKWARD, op, x, x->dtype, &wd);
+  if (!be) return MS_ERR_UNSUPPORTED;
   ms_tensor *xw = NULL, *gw = NULL, *o = NULL, *tw = NULL, *tb = NULL;
-  double *buf = malloc(sizeof(double) * 7 * (size_t)(c > 0 ? c : 1));
-  if (!buf) return ms_fail(MS_ERR_OOM, "%s: out of memory (input %s)", op, ms_desc(x));
-  double *mean = buf, *inv = buf + c, *sg = buf + 2 * c, *sgx = buf + 3 * c;
-  double *k1 = buf + 4 * c, *k2 = buf + 5 * c, *k3 = buf + 6 * c;
-  for (int64_t i = 0; i < c; i++) {
-    mean[i] = load1(save_mean, i);
-    inv[i] = load1(save_invstd, i);
-  }
   if ((st = ms_to_work(ctx, x, wd, &xw)) || (st = ms_to_work(ctx, grad_out, wd, &gw))) goto done;
-  const int need_sums = training || dweight || dbias;
-  if (need_sums && (st = ms_cpu_bn_grad_sums(ctx, gw, xw, n, c, s, mean, sg, sgx))) goto done;
-  if (dx) {
-    double cnt = (double)(n * s);
-    for (int64_t i = 0; i < c; i++) {
-      double w = weight ? load1(weight, i) : 1.0;
-      k1[i] = w * inv[i];
-      k2[i] = training && cnt > 0 ? -w * inv[i] * inv[i] * inv[i] * sgx[i] / cnt : 0.0;
-      k3[i] = training && cnt > 0 ? -k2[i] * mean[i] - w * inv[i] * sg[i] / cnt : 0.0;
-      sgx[i] *= inv[i]; /* now sum(g * xhat) = dweight */
-    }
-    if ((st = ms_tensor_new_on(x, x->shape, x->ndim, wd, &o))) goto done;
-    if (training)
-      st = ms_cpu_bn_affine(ctx, gw, xw, n, c, s, k1, k2, k3, o);
-    else
-      st = ms_cpu_bn_affine(ctx, NULL, gw, n, c, s, k1, k3, NULL, o);
-    if (st || (st = ms_from_work(ctx, &o, x->dtype))) goto done;
-  } else {
-    for (int64_t i = 0; i < c; i++)
-      sgx[i] *= inv[i];
-  }
-  if (dweight && (st = vec_new(x, sgx, c, pd, &tw))) goto done;
-  if (dbias && (st = vec_new(x, sg, c, pd, &tb))) goto done;
+  if ((dx && (st = ms_tensor_new_on(x, x->shape, x->ndim, wd, &o))) ||
+      (dweight && (st = ms_tensor_new_on(x, &c, 1, pd, &tw))) ||
+      (dbias && (st = ms_tensor_new_on(x, &c, 1, pd, &tb))))
+    goto done;
+  if ((st = be->batch_norm_backward(ctx, gw, xw, weight, save_mean, save_invstd, training, o, tw,
+                                    tb)))
+    goto done;
+  if (o) st = ms_from_work(ctx, &o, x->dtype);
 done:
-  free(buf);
   ms_tensor_free(xw);
   ms_tensor_free(gw);
   if (st) {
@@ -230,7 +164,9 @@ int ms_layer_norm(ms_context *ctx, const ms_tensor *x, int normalized_ndim, cons
     return st;
   if (!(eps >= 0)) return ms_fail(MS_ERR_INVALID, "layer_norm: bad eps %g", eps);
   int64_t m = ms_numel_of(x->shape, lead), k = ms_numel_of(x->shape + lead, nn);
-  ms_dtype wd = ms_work_dtype(x);
+  ms_dtype wd;
+  const ms_backend *be = ms_backend_get(MS_OP_LAYER_NORM, op, x, x->dtype, &wd);
+  if (!be) return MS_ERR_UNSUPPORTED;
   ms_tensor *xw = NULL, *ww = NULL, *bw = NULL, *y = NULL, *mt = NULL, *rt = NULL;
   if ((st = ms_to_work(ctx, x, wd, &xw))) goto done;
   if (weight && (st = ms_to_work(ctx, weight, wd, &ww))) goto done;
@@ -239,7 +175,7 @@ int ms_layer_norm(ms_context *ctx, const ms_tensor *x, int normalized_ndim, cons
       (st = ms_tensor_new_on(x, x->shape, lead, wd, &mt)) ||
       (st = ms_tensor_new_on(x, x->shape, lead, wd, &rt)))
     goto done;
-  if (k > 0 && (st = ms_cpu_layer_norm(ctx, xw, m, k, ww, bw, eps, y, mt, rt))) goto done;
+  if (k > 0 && (st = be->layer_norm(ctx, xw, m, k, ww, bw, eps, y, mt, rt))) goto done;
   st = ms_from_work(ctx, &y, x->dtype);
 done:
   ms_tensor_free(xw);
@@ -282,7 +218,9 @@ int ms_layer_norm_backward(ms_context *ctx, const ms_tensor *grad_out, const ms_
     return ms_fail(MS_ERR_INVALID,
                    "%s: save_mean %s / save_rstd %s need %lld elements for input %s", op,
                    ms_desc(save_mean), ms_desc(save_rstd), (long long)m, ms_desc(x));
-  ms_dtype wd = ms_work_dtype(x), pd = weight ? weight->dtype : x->dtype;
+  ms_dtype wd, pd = weight ? weight->dtype : x->dtype;
+  const ms_backend *be = ms_backend_get(MS_OP_LAYER_NORM_BACKWARD, op, x, x->dtype, &wd);
+  if (!be) return MS_ERR_UNSUPPORTED;
   ms_tensor *xw = NULL, *gw = NULL, *ww = NULL, *mw = NULL, *rw = NULL;
   ms_tensor *o = NULL, *tw = NULL, *tb = NULL;
   if ((st = ms_to_work(ctx, x, wd, &xw)) || (st = ms_to_work(ctx, grad_out, wd, &gw)) ||
@@ -293,9 +231,8 @@ int ms_layer_norm_backward(ms_context *ctx, const ms_tensor *grad_out, const ms_
   if (dweight && (st = ms_tensor_new_on(x, x->shape + lead, nn, wd, &tw))) goto done;
   if (dbias && (st = ms_tensor_new_on(x, x->shape + lead, nn, wd, &tb))) goto done;
   if (m == 0 || k == 0) {
-    if (tw) memset(ms_data(tw), 0, (size_t)(k * ms_dtype_size(wd)));
-    if (tb) memset(ms_data(tb), 0, (size_t)(k * ms_dtype_size(wd)));
-  } else if ((st = ms_cpu_layer_norm_backward(ctx, gw, xw, m, k, ww, mw, rw, o, tw, tb))) {
+    if ((tw && (st = ms_fill_(ctx, tw, 0))) || (tb && (st = ms_fill_(ctx, tb, 0)))) goto done;
+  } else if ((st = be->layer_norm_backward(ctx, gw, xw, m, k, ww, mw, rw, o, tw, tb))) {
     goto done;
   }
   if ((o && (st = ms_from_work(ctx, &o, x->dtype))) || (tw && (st = ms_from_work(ctx, &tw, pd))) ||

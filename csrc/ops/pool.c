@@ -1,15 +1,12 @@
 /* pool.c: validated entry points for 2-d max, average and adaptive average pooling. */
-#include "../cpu/npr_kernels.h"
+#include "../core/backend.h"
 
-#define ON_CPU(t) ((t)->storage->device == MS_CPU)
-
-/* x must be a 4-d [N, C, H, W] floating-point CPU tensor. */
+/* x must be a 4-d [N, C, H, W] floating-point tensor. */
 static int check_nchw(const char *op, const char *name, const ms_tensor *x) {
   if (ms_check_tensor(op, name, x)) return MS_ERR_INVALID;
   if (ms_check_float(op, name, x)) return MS_ERR_DTYPE;
   if (x->ndim != 4)
     return ms_fail(MS_ERR_INVALID, "%s: %s must be 4-d [N, C, H, W], got %s", op, name, ms_desc(x));
-  if (!ON_CPU(x)) return ms_fail(MS_ERR_UNSUPPORTED, "%s: not implemented on CUDA yet", op);
   return MS_OK;
 }
 
@@ -74,11 +71,13 @@ int ms_max_pool2d(ms_context *ctx, const ms_tensor *x, const ms_pool2d_params *p
   int st = check_nchw(op, "input", x);
   if (st || (st = pool_shape(op, x, p, shape))) return st;
   if (!out || !indices) return ms_fail(MS_ERR_INVALID, "max_pool2d: out or indices is NULL");
-  ms_dtype wd = ms_work_dtype(x);
+  ms_dtype wd;
+  const ms_backend *be = ms_backend_get(MS_OP_MAX_POOL2D, op, x, x->dtype, &wd);
+  if (!be) return MS_ERR_UNSUPPORTED;
   ms_tensor *xw = NULL, *y = NULL, *idx = NULL;
   if ((st = ms_to_work(ctx, x, wd, &xw)) || (st = ms_tensor_new_on(x, shape, 4, wd, &y)) ||
       (st = ms_tensor_new_on(x, shape, 4, MS_I64, &idx)) ||
-      (st = ms_cpu_max_pool2d(ctx, xw, p, y, idx)) || (st = ms_from_work(ctx, &y, x->dtype))) {
+      (st = be->max_pool2d(ctx, xw, p, y, idx)) || (st = ms_from_work(ctx, &y, x->dtype))) {
     ms_tensor_free(xw);
     ms_tensor_free(y);
     ms_tensor_free(idx);
@@ -105,11 +104,13 @@ int ms_max_pool2d_backward(ms_context *ctx, const ms_tensor *grad_out, const ms_
     return ms_fail(MS_ERR_INVALID, "%s: grad_out %s does not match input %s in N and C", op,
                    ms_desc(grad_out), ms_desc(x));
   if (!dx) return ms_fail(MS_ERR_INVALID, "%s: dx is NULL", op);
-  ms_dtype wd = ms_work_dtype(x);
+  ms_dtype wd;
+  const ms_backend *be = ms_backend_get(MS_OP_MAX_POOL2D_BACKWARD, op, x, x->dtype, &wd);
+  if (!be) return MS_ERR_UNSUPPORTED;
   ms_tensor *gw = NULL, *iw = NULL, *d = NULL;
   if ((st = ms_to_work(ctx, grad_out, wd, &gw)) || (st = ms_contiguous(ctx, indices, &iw)) ||
       (st = ms_tensor_new_on(x, x->shape, 4, wd, &d)) ||
-      (st = ms_cpu_max_pool2d_backward(ctx, gw, iw, d)) || (st = ms_from_work(ctx, &d, x->dtype))) {
+      (st = be->max_pool2d_backward(ctx, gw, iw, d)) || (st = ms_from_work(ctx, &d, x->dtype))) {
     ms_tensor_free(d);
     d = NULL;
   }
@@ -126,10 +127,12 @@ int ms_avg_pool2d(ms_context *ctx, const ms_tensor *x, const ms_pool2d_params *p
   int st = check_nchw(op, "input", x);
   if (st || (st = pool_shape(op, x, p, shape))) return st;
   if (!out) return ms_fail(MS_ERR_INVALID, "avg_pool2d: out is NULL");
-  ms_dtype wd = ms_work_dtype(x);
+  ms_dtype wd;
+  const ms_backend *be = ms_backend_get(MS_OP_AVG_POOL2D, op, x, x->dtype, &wd);
+  if (!be) return MS_ERR_UNSUPPORTED;
   ms_tensor *xw = NULL, *y = NULL;
   if ((st = ms_to_work(ctx, x, wd, &xw)) || (st = ms_tensor_new_on(x, shape, 4, wd, &y)) ||
-      (st = ms_cpu_avg_pool2d(ctx, xw, p, y)) || (st = ms_from_work(ctx, &y, x->dtype))) {
+      (st = be->avg_pool2d(ctx, xw, p, y)) || (st = ms_from_work(ctx, &y, x->dtype))) {
     ms_tensor_free(y);
     y = NULL;
   }
@@ -149,11 +152,13 @@ int ms_avg_pool2d_backward(ms_context *ctx, const ms_tensor *grad_out, const ms_
     return st;
   if (!same_shape(grad_out, shape, 4)) return grad_shape_fail(op, grad_out, shape, x);
   if (!dx) return ms_fail(MS_ERR_INVALID, "%s: dx is NULL", op);
-  ms_dtype wd = ms_work_dtype(x);
+  ms_dtype wd;
+  const ms_backend *be = ms_backend_get(MS_OP_AVG_POOL2D_BACKWARD, op, x, x->dtype, &wd);
+  if (!be) return MS_ERR_UNSUPPORTED;
   ms_tensor *gw = NULL, *d = NULL;
   if ((st = ms_to_work(ctx, grad_out, wd, &gw)) ||
       (st = ms_tensor_new_on(x, x->shape, 4, wd, &d)) ||
-      (st = ms_cpu_avg_pool2d_backward(ctx, gw, p, d)) || (st = ms_from_work(ctx, &d, x->dtype))) {
+      (st = be->avg_pool2d_backward(ctx, gw, p, d)) || (st = ms_from_work(ctx, &d, x->dtype))) {
     ms_tensor_free(d);
     d = NULL;
   }
@@ -175,10 +180,12 @@ int ms_adaptive_avg_pool2d(ms_context *ctx, const ms_tensor *x, int64_t out_h, i
     return ms_fail(MS_ERR_INVALID, "%s: input %s has an empty spatial dim", op, ms_desc(x));
   if (!out) return ms_fail(MS_ERR_INVALID, "%s: out is NULL", op);
   int64_t shape[4] = {x->shape[0], x->shape[1], out_h, out_w};
-  ms_dtype wd = ms_work_dtype(x);
+  ms_dtype wd;
+  const ms_backend *be = ms_backend_get(MS_OP_ADAPTIVE_AVG_POOL2D, op, x, x->dtype, &wd);
+  if (!be) return MS_ERR_UNSUPPORTED;
   ms_tensor *xw = NULL, *y = NULL;
   if ((st = ms_to_work(ctx, x, wd, &xw)) || (st = ms_tensor_new_on(x, shape, 4, wd, &y)) ||
-      (st = ms_cpu_adaptive_avg_pool2d(ctx, xw, y)) || (st = ms_from_work(ctx, &y, x->dtype))) {
+      (st = be->adaptive_avg_pool2d(ctx, xw, y)) || (st = ms_from_work(ctx, &y, x->dtype))) {
     ms_tensor_free(y);
     y = NULL;
   }
@@ -200,11 +207,13 @@ int ms_adaptive_avg_pool2d_backward(ms_context *ctx, const ms_tensor *grad_out, 
       x->shape[3] < 1)
     return grad_shape_fail(op, grad_out, want, x);
   if (!dx) return ms_fail(MS_ERR_INVALID, "%s: dx is NULL", op);
-  ms_dtype wd = ms_work_dtype(x);
+  ms_dtype wd;
+  const ms_backend *be = ms_backend_get(MS_OP_ADAPTIVE_AVG_POOL2D_BACKWARD, op, x, x->dtype, &wd);
+  if (!be) return MS_ERR_UNSUPPORTED;
   ms_tensor *gw = NULL, *d = NULL;
   if ((st = ms_to_work(ctx, grad_out, wd, &gw)) ||
       (st = ms_tensor_new_on(x, x->shape, 4, wd, &d)) ||
-      (st = ms_cpu_adaptive_avg_pool2d_backward(ctx, gw, d)) ||
+      (st = be->adaptive_avg_pool2d_backward(ctx, gw, d)) ||
       (st = ms_from_work(ctx, &d, x->dtype))) {
     ms_tensor_free(d);
     d = NULL;

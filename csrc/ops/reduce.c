@@ -1,22 +1,9 @@
 /* reduce.c: validated entry points for reductions over dims, arg max/min and sum_to. */
-#include "../cpu/ew_kernels.h"
-
-#ifdef MS_WITH_CUDA
-#include "../cuda/cuda_backend.h"
-#define MS_CUDA(call, name) (call)
-#define MS_CUDA_TODO(name, t) ms_cuda_not_implemented(name, t)
-#else
-#define MS_CUDA(call, name) no_device(name)
-#define MS_CUDA_TODO(name, t) no_device(name)
-#endif
+#include "../core/backend.h"
 
 static const char *red_name(ms_redop op) {
   static const char *n[] = {"sum", "mean", "max", "min", "var", "prod"};
   return (int)op >= 0 && op <= MS_RED_PROD ? n[op] : "reduce";
-}
-
-__attribute__((unused)) static int no_device(const char *op) {
-  return ms_fail(MS_ERR_UNSUPPORTED, "%s: not available on this device in this build", op);
 }
 
 int ms_reduce(ms_context *ctx, ms_redop op, const ms_tensor *x, const int *dims, int ndims,
@@ -59,12 +46,11 @@ int ms_reduce(ms_context *ctx, ms_redop op, const ms_tensor *x, const int *dims,
   if (r == 0 && (op == MS_RED_MAX || op == MS_RED_MIN) && ms_numel(x) == 0)
     return ms_fail(MS_ERR_INVALID, "%s: cannot reduce %s over an empty dim (no identity)", name,
                    ms_desc(x));
-  int cuda = x->storage->device != MS_CPU;
+  const ms_backend *be = ms_backend_get(MS_OP_REDUCE, name, x, x->dtype, NULL);
+  if (!be) return MS_ERR_UNSUPPORTED;
   ms_tensor *xc = NULL, *o = NULL;
   if ((st = ms_contiguous(ctx, x, &xc))) return st;
-  if (!(st = ms_tensor_new(shape, nd, rt, x->storage->device, x->storage->device_index, &o)))
-    st = cuda ? MS_CUDA(ms_cuda_reduce(ctx, op, xc, red, o), name)
-              : ms_cpu_reduce(ctx, op, xc, red, p, o);
+  if (!(st = ms_tensor_new_on(x, shape, nd, rt, &o))) st = be->reduce(ctx, op, xc, red, p, o);
   ms_tensor_free(xc);
   if (st) {
     ms_tensor_free(o);
@@ -99,12 +85,13 @@ int ms_reduce_arg(ms_context *ctx, ms_redop op, const ms_tensor *x, int dim, int
   if (n == 0)
     return ms_fail(MS_ERR_INVALID, "%s: cannot reduce %s over the empty dim %d", name, ms_desc(x),
                    dim);
-  if (x->storage->device != MS_CPU) return MS_CUDA_TODO(name, x);
+  const ms_backend *be = ms_backend_get(MS_OP_REDUCE_ARG, name, x, x->dtype, NULL);
+  if (!be) return MS_ERR_UNSUPPORTED;
   ms_tensor *xc = NULL, *v = NULL, *ix = NULL;
   if ((st = ms_contiguous(ctx, x, &xc))) return st;
   if (!(st = ms_tensor_new_on(x, shape, nd, x->dtype, &v)) &&
       !(st = ms_tensor_new_on(x, shape, nd, MS_I64, &ix)))
-    st = ms_cpu_reduce_arg(ctx, op, xc, outer, n, inner, v, ix);
+    st = be->reduce_arg(ctx, op, xc, outer, n, inner, v, ix);
   ms_tensor_free(xc);
   if (st) {
     ms_tensor_free(v);
@@ -150,12 +137,11 @@ int ms_sum_to(ms_context *ctx, const ms_tensor *grad, const int64_t *shape, int 
     *out = o;
     return MS_OK;
   }
-  int cuda = grad->storage->device != MS_CPU;
+  const ms_backend *be = ms_backend_get(MS_OP_REDUCE, "sum_to", grad, grad->dtype, NULL);
+  if (!be) return MS_ERR_UNSUPPORTED;
   if ((st = ms_contiguous(ctx, grad, &gc))) return st;
-  if (!(st = ms_tensor_new(shape, ndim, grad->dtype, grad->storage->device,
-                           grad->storage->device_index, &o)))
-    st = cuda ? MS_CUDA(ms_cuda_reduce(ctx, MS_RED_SUM, gc, red, o), "sum_to")
-              : ms_cpu_reduce(ctx, MS_RED_SUM, gc, red, 0, o);
+  if (!(st = ms_tensor_new_on(grad, shape, ndim, grad->dtype, &o)))
+    st = be->reduce(ctx, MS_RED_SUM, gc, red, 0, o);
   ms_tensor_free(gc);
   if (st) {
     ms_tensor_free(o);

@@ -1,5 +1,5 @@
 /* resize.c: validated entry points for 2-d interpolation (bilinear, nearest) and its backward. */
-#include "../cpu/npr_kernels.h"
+#include "../core/backend.h"
 
 static int check_args(const char *op, const ms_tensor *t, int64_t h, int64_t w, ms_resize_mode mode,
                       const char *what) {
@@ -7,8 +7,6 @@ static int check_args(const char *op, const ms_tensor *t, int64_t h, int64_t w, 
   if (ms_check_float(op, "input", t)) return MS_ERR_DTYPE;
   if (t->ndim != 4)
     return ms_fail(MS_ERR_INVALID, "%s: input must be 4-d [N, C, H, W], got %s", op, ms_desc(t));
-  if (t->storage->device != MS_CPU)
-    return ms_fail(MS_ERR_UNSUPPORTED, "%s: not implemented on CUDA yet", op);
   if (mode != MS_RESIZE_NEAREST && mode != MS_RESIZE_BILINEAR)
     return ms_fail(MS_ERR_INVALID, "%s: unknown mode %d (input %s)", op, (int)mode, ms_desc(t));
   if (h < 1 || w < 1 || t->shape[2] < 1 || t->shape[3] < 1)
@@ -21,13 +19,16 @@ static int check_args(const char *op, const ms_tensor *t, int64_t h, int64_t w, 
 
 static int run(ms_context *ctx, const char *op, const ms_tensor *src, const int64_t *shape,
                ms_resize_mode mode, int align_corners, int backward, ms_tensor **out) {
-  ms_dtype wd = src->dtype == MS_F64 ? MS_F64 : MS_F32;
+  ms_dtype wd;
+  const ms_backend *be = ms_backend_get(backward ? MS_OP_INTERPOLATE_BACKWARD : MS_OP_INTERPOLATE,
+                                        op, src, src->dtype, &wd);
+  if (!be) return MS_ERR_UNSUPPORTED;
   ms_tensor *sw = NULL, *o = NULL, *c = NULL;
   int st = src->dtype == wd ? ms_contiguous(ctx, src, &sw) : ms_cast(ctx, src, wd, &sw);
   if (!st) st = ms_tensor_new_on(src, shape, 4, wd, &o);
   if (!st)
-    st = backward ? ms_cpu_interpolate_backward(ctx, sw, mode, align_corners, o)
-                  : ms_cpu_interpolate(ctx, sw, mode, align_corners, o);
+    st = backward ? be->interpolate_backward(ctx, sw, mode, align_corners, o)
+                  : be->interpolate(ctx, sw, mode, align_corners, o);
   ms_tensor_free(sw);
   if (!st && wd != src->dtype) {
     st = ms_cast(ctx, o, src->dtype, &c);
@@ -38,7 +39,6 @@ static int run(ms_context *ctx, const char *op, const ms_tensor *src, const int6
     ms_tensor_free(o);
     return st;
   }
-  (void)op;
   *out = o;
   return MS_OK;
 }

@@ -1,5 +1,5 @@
 /* softmax.c: validated softmax / log_softmax forward and backward over any dim. */
-#include "../cpu/mcsl_kernels.h"
+#include "../core/backend.h"
 
 /* x seen as [outer, d, inner] around dim (a 0-d tensor is [1, 1, 1]). */
 static void split_dims(const ms_tensor *x, int dim, int64_t *outer, int64_t *d, int64_t *inner) {
@@ -23,14 +23,14 @@ int ms_softmax(ms_context *ctx, const ms_tensor *x, int dim, int log, ms_tensor 
   if (ms_check_float(op, "input", x)) return MS_ERR_DTYPE;
   int d;
   if (ms_wrap_dim(op, dim, x->ndim, &d)) return MS_ERR_INVALID;
-  if (x->storage->device != MS_CPU)
-    return ms_fail(MS_ERR_UNSUPPORTED, "%s: not implemented on CUDA yet", op);
+  const ms_backend *be = ms_backend_get(MS_OP_SOFTMAX, op, x, x->dtype, NULL);
+  if (!be) return MS_ERR_UNSUPPORTED;
   int64_t outer, n, inner;
   split_dims(x, d, &outer, &n, &inner);
   ms_tensor *xc = NULL, *y = NULL;
   int st = ms_contiguous(ctx, x, &xc);
   if (!st) st = ms_tensor_new_like(x, x->dtype, &y);
-  if (!st) st = ms_cpu_softmax(ctx, xc, outer, n, inner, log, y);
+  if (!st) st = be->softmax(ctx, xc, outer, n, inner, log, y);
   ms_tensor_free(xc);
   if (st) {
     ms_tensor_free(y);
@@ -57,15 +57,15 @@ int ms_softmax_backward(ms_context *ctx, const ms_tensor *grad_out, const ms_ten
                    ms_desc(grad_out), ms_desc(y));
   int d;
   if (ms_wrap_dim(op, dim, y->ndim, &d)) return MS_ERR_INVALID;
-  if (y->storage->device != MS_CPU)
-    return ms_fail(MS_ERR_UNSUPPORTED, "%s: not implemented on CUDA yet", op);
+  const ms_backend *be = ms_backend_get(MS_OP_SOFTMAX_BACKWARD, op, y, y->dtype, NULL);
+  if (!be) return MS_ERR_UNSUPPORTED;
   int64_t outer, n, inner;
   split_dims(y, d, &outer, &n, &inner);
   ms_tensor *gc = NULL, *yc = NULL, *g = NULL;
   int st = ms_contiguous(ctx, grad_out, &gc);
   if (!st) st = ms_contiguous(ctx, y, &yc);
   if (!st) st = ms_tensor_new_like(y, y->dtype, &g);
-  if (!st) st = ms_cpu_softmax_backward(ctx, gc, yc, outer, n, inner, log, g);
+  if (!st) st = be->softmax_backward(ctx, gc, yc, outer, n, inner, log, g);
   ms_tensor_free(gc);
   ms_tensor_free(yc);
   if (st) {

@@ -1,7 +1,8 @@
-/* test_devices.c: C tests of host devices cpu:N: outputs follow their operands' device, copies
- * between cpu:0 and cpu:1, and mixed-device errors naming the op and both devices. */
+/* test_devices.c: C tests of host devices cpu:N (outputs follow their operands' device, copies
+ * between cpu:0 and cpu:1, mixed-device errors), the backend table and host events. */
 #include <string.h>
 
+#include "core/backend.h"
 #include "core/internal.h"
 
 #include "check.h"
@@ -110,11 +111,60 @@ static void test_mixed_errors(void) {
     ms_tensor_free(ts[i]);
 }
 
+/* The CPU precision policy and the shared message of a missing entry. */
+static void test_backend_table(void) {
+  const ms_backend *cpu = ms_backend_for(MS_CPU);
+  ms_dtype c = MS_BOOL;
+  CHECK(cpu->supports(MS_OP_CONV2D, MS_F16, &c) && c == MS_F32);
+  CHECK(cpu->supports(MS_OP_CONV2D, MS_BF16, &c) && c == MS_F32);
+  CHECK(cpu->supports(MS_OP_CONV2D, MS_F64, &c) && c == MS_F64);
+  CHECK(!cpu->supports(MS_OP_BATCH_NORM, MS_I64, &c));
+  CHECK(cpu->supports(MS_OP_BINARY, MS_F16, &c) && c == MS_F16);
+  CHECK(strcmp(ms_op_name(MS_OP_BATCH_NORM_BACKWARD), "batch_norm_backward") == 0);
+  /* a table without conv2d and without f16 anywhere */
+  ms_backend partial = *cpu;
+  partial.name = "partial";
+  partial.conv2d = NULL;
+  ms_backend_register(MS_CPU, &partial);
+  float v[4] = {1, 2, 3, 4};
+  int64_t s4[4] = {1, 1, 2, 2}, w4[4] = {1, 1, 1, 1};
+  ms_tensor *x = NULL, *w = NULL, *y = NULL;
+  CHECK(ms_from_host(ctx, v, sizeof v, s4, 4, MS_F32, MS_CPU, 1, &x) == MS_OK);
+  CHECK(ms_full(ctx, w4, 4, MS_F32, MS_CPU, 1, 1.0, &w) == MS_OK);
+  ms_conv2d_params p = {{1, 1}, {0, 0}, {1, 1}, 1};
+  CHECK(ms_conv2d(ctx, x, w, NULL, &p, &y) == MS_ERR_UNSUPPORTED && y == NULL);
+  CHECK(strcmp(ms_last_error(),
+               "conv2d: not supported on cpu:1 for f32 (no kernel in the partial backend)") == 0);
+  ms_tensor *r = NULL;
+  CHECK(ms_unary(ctx, MS_RELU, x, 0, 0, &r) == MS_OK); /* other entries still run */
+  ms_tensor_free(r);
+  ms_backend_register(MS_CPU, cpu);
+  CHECK(ms_conv2d(ctx, x, w, NULL, &p, &y) == MS_OK);
+  ms_tensor_free(x);
+  ms_tensor_free(w);
+  ms_tensor_free(y);
+}
+
+/* Host events are complete once recorded; an event never recorded is not. */
+static void test_events(void) {
+  const ms_stream *s = ms_context_stream(ctx, MS_CPU, 1);
+  CHECK(s && s->device == MS_CPU && s->index == 1);
+  ms_event e = {0};
+  CHECK(ms_event_query(&e) == 0);
+  CHECK(ms_event_record(ctx, &e, s) == MS_OK);
+  CHECK(ms_event_query(&e) == 1 && e.index == 1);
+  CHECK(ms_event_wait(ctx, &e, s) == MS_OK && ms_event_synchronize(ctx, &e) == MS_OK);
+  CHECK(ms_stream_synchronize(ctx, s) == MS_OK);
+  ms_event_release(&e);
+}
+
 int main(void) {
   CHECK(ms_context_new(&ctx) == MS_OK);
   test_placement();
   test_copy_between();
   test_mixed_errors();
+  test_backend_table();
+  test_events();
   ms_context_free(ctx);
   printf("%d checks, %d failed\n", checks, failures);
   return failures ? 1 : 0;
