@@ -27,6 +27,7 @@ model:train()
 local first, last
 for it = 1, iters do
   local images, labels = loader:next()
+  images, labels = images:to(model:device()), labels:to(model:device()) -- batches come from the host
   local logits = model(images) -- three heads in training mode
   local loss = F.cross_entropy(logits[1], labels) + F.cross_entropy(logits[2], labels) +
     F.cross_entropy(logits[3], labels)
@@ -47,6 +48,7 @@ local val_loader = ms.data.DataLoader(val_set, { batch_size = 1, transforms = T.
 ms.no_grad(function()
   for _ = 1, val_loader:batches_per_epoch() do
     local image, label = val_loader:next()
+    image, label = image:to(model:device()), label:to(model:device())
     cm:update(model(image)[1], label)
   end
 end)
