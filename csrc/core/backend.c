@@ -59,12 +59,15 @@ const char *ms_op_name(ms_op_id op) {
   return (int)op >= 0 && op < MS_OP_COUNT && ops[op].name ? ops[op].name : "op";
 }
 
+/* Atomic: contexts (and so registrations) may be made on any thread while others run ops. */
 const ms_backend *ms_backend_for(ms_device_type device) {
-  return (int)device >= 0 && device <= MS_CUDA ? tables[device] : &no_cuda;
+  return (int)device >= 0 && device <= MS_CUDA ? __atomic_load_n(&tables[device], __ATOMIC_ACQUIRE)
+                                               : &no_cuda;
 }
 
 void ms_backend_register(ms_device_type device, const ms_backend *be) {
-  if ((int)device >= 0 && device <= MS_CUDA && be) tables[device] = be;
+  if ((int)device >= 0 && device <= MS_CUDA && be)
+    __atomic_store_n(&tables[device], be, __ATOMIC_RELEASE);
 }
 
 static int has_entry(const ms_backend *be, ms_op_id op) {

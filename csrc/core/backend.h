@@ -1,4 +1,13 @@
-/* backend.h: the backend table, one per device type: kernels, precision policy, streams/events. */
+/* backend.h: the backend table, one per device type: kernels, precision policy, streams/events.
+ *
+ * An op in csrc/ops validates, asks ms_backend_get(op id, name, operand, dtype, &compute) for the
+ * operand's table (NULL, with the shared "not supported" message, when the entry is missing or
+ * `supports` refuses the dtype), converts to the compute dtype, allocates outputs on the operand's
+ * device and calls the entry.
+ * - Adding an op to a backend: one kernel file (csrc/cpu/x.c, csrc/cuda/x.cu) and one line in
+ *   that backend's table (cpu/cpu_backend.c, cuda/cuda_table.c), plus its case in `supports`.
+ * - Adding an op family: an id below, its name and slot in core/backend.c, the entry in struct
+ *   ms_backend, then as above. */
 #ifndef MS_BACKEND_H
 #define MS_BACKEND_H
 #include "conv_geom.h"
