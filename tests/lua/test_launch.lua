@@ -54,7 +54,8 @@ H.case("a worker exiting with status 3: the job stops within 10 s naming rank, s
   has(out, "launch: rank 1 (pid ", "exited with status 3", "stopped the other workers (ranks 0)",
     "last 2 lines of " .. tmp .. "/log/workerlog.1", "| rank 1 failing (exit3) at step 2", "| step 1 rank 1 loss")
   local t_fail = tonumber(out:match("failing %(exit3%) at step 2, time ([%d%.]+)"))
-  if not (t_end - t_fail < 10) then error("took " .. (t_end - t_fail) .. " s") end
+  assert(t_fail and t_end > t_fail, "no failure time in the log")
+  H.fast(t_end - t_fail, 10, "stopping the job")
 end)
 
 H.case("a worker killed by SIGKILL: the job stops within 10 s naming the signal", function()
@@ -63,7 +64,8 @@ H.case("a worker killed by SIGKILL: the job stops within 10 s naming the signal"
   has(out, "launch: rank 0 (pid ", "was killed by signal 9 (SIGKILL)", "stopped the other workers",
     "| rank 0 failing (kill) at step 3")
   local t_fail = tonumber(out:match("failing %(kill%) at step 3, time ([%d%.]+)"))
-  if not (t_end - t_fail < 10) then error("took " .. (t_end - t_fail) .. " s") end
+  assert(t_fail and t_end > t_fail, "no failure time in the log")
+  H.fast(t_end - t_fail, 10, "stopping the job")
 end)
 
 H.case("a rank that skips a collective: the other rank times out naming the op, seq and missing rank", function()
@@ -79,7 +81,7 @@ H.case("a rank that skips a collective: the other rank times out naming the op, 
   assert(out:find("launch: rank 0 (pid ", 1, true) or out:find("launch: rank 1 (pid ", 1, true), out)
   has(out, "exited with status 1", "all_reduce (seq ", "on rank 0 of 2 failed: timed out after",
     "have not reached seq", ": 1")
-  if not (ms.time() - t0 < 20) then error("took " .. (ms.time() - t0) .. " s with a 2 s timeout") end
+  H.fast(ms.time() - t0, 20, "the job with a 2 s collective timeout")
 end)
 
 H.case("config and model mismatches stop every rank naming the flag or the key", function()
@@ -138,7 +140,9 @@ H.case("torchrun-style environment: ranks run without the launcher; wrong WORLD_
   has(oa, "WORLD_SIZE mismatch: rank 0 has 2, rank 1 has 3")
   has(ob, "WORLD_SIZE mismatch: rank 0 has 2, rank 1 has 3")
   srv:stop()
-  if not (ms.time() - t0 < 10) then error("took " .. (ms.time() - t0) .. " s") end
+  -- detected by comparing, not by running into the 20 s timeout
+  if not (ms.time() - t0 < 20) then error("mismatch found only after the timeout: " .. (ms.time() - t0) .. " s") end
+  H.fast(ms.time() - t0, 10, "the WORLD_SIZE mismatch")
 end)
 
 H.case("one node: the launcher hosts the store on a port it holds (no probe-and-release race)", function()
@@ -165,7 +169,8 @@ H.case("port in use and unreachable master: clear errors within seconds", functi
     local out, code = run("env FLAGS_START_PORT=" .. srv:port() .. " " .. W .. "--nproc 2 --dist_timeout 5")
     H.eq(code, 1)
     has(out, "launch: rank 0", "rank 0 cannot host the store on 127.0.0.1:" .. srv:port(), "another process is listening")
-    if not (ms.time() - t0 < 10) then error("took " .. (ms.time() - t0) .. " s") end
+    H.within(ms.time() - t0, 5, "the busy-port job")
+    H.fast(ms.time() - t0, 10, "the busy-port job")
   end)
   srv:stop()
   assert(ok, err)
@@ -174,7 +179,8 @@ H.case("port in use and unreachable master: clear errors within seconds", functi
     W .. "--dist_timeout 2")
   H.eq(code, 1)
   has(out, "rank 1 cannot reach the master 127.0.0.1:")
-  if not (ms.time() - t0 < 10) then error("took " .. (ms.time() - t0) .. " s") end
+  H.within(ms.time() - t0, 2, "reaching an absent master")
+  H.fast(ms.time() - t0, 10, "reaching an absent master")
 end)
 
 H.case("--gpus without the CUDA backend, flags for the workers", function()
