@@ -37,22 +37,26 @@ if cfg.is_slide and not (cfg.crop_size and cfg.stride) then
 end
 if cfg.threads then ms.set_num_threads(cfg.threads) end
 
-local weights = cfg.model_path
-if not weights:match("%.safetensors$") then weights = weights .. "/model.safetensors" end
-local sd = ms.load(weights)
-local nc = cfg.num_classes
-if not nc then -- the classifier's output channels
-  local w = sd["seg_heads.0.conv_out.weight"]
-  if not w then error("cannot tell num_classes from " .. weights .. ": pass --num_classes", 0) end
-  nc = w:size(1)
-end
-local model = ms.models.PPLiteSeg { num_classes = nc, backbone = cfg.backbone }
-model:load_state_dict(sd)
-local scales = {}
-for s in cfg.scales:gmatch("[^,]+") do scales[#scales + 1] = tonumber(s) end
-predict.predict(model, predict.collect(cfg.image_path), {
-  save_dir = cfg.save_dir, num_classes = nc, transforms = ms.data.transforms.Compose { ms.data.transforms.Normalize() },
-  aug = { is_slide = cfg.is_slide, crop_size = cfg.crop_size, stride = cfg.stride,
-    flip_horizontal = cfg.aug_pred and cfg.flip_horizontal, flip_vertical = cfg.aug_pred and cfg.flip_vertical,
-    scales = cfg.aug_pred and scales or nil },
-})
+-- Data, checkpoint and config problems end with their message alone (moonseg.errors).
+local E = require "moonseg.errors"
+E.main("recipes/predict.lua", function()
+  local weights = cfg.model_path
+  if not weights:match("%.safetensors$") then weights = weights .. "/model.safetensors" end
+  local sd = E.as_user(ms.load, weights)
+  local nc = cfg.num_classes
+  if not nc then -- the classifier's output channels
+    local w = sd["seg_heads.0.conv_out.weight"]
+    if not w then E.user("cannot tell num_classes from " .. weights .. ": pass --num_classes") end
+    nc = w:size(1)
+  end
+  local model = ms.models.PPLiteSeg { num_classes = nc, backbone = cfg.backbone }
+  E.as_user(model.load_state_dict, model, sd)
+  local scales = {}
+  for s in cfg.scales:gmatch("[^,]+") do scales[#scales + 1] = tonumber(s) end
+  predict.predict(model, predict.collect(cfg.image_path), {
+    save_dir = cfg.save_dir, num_classes = nc, transforms = ms.data.transforms.Compose { ms.data.transforms.Normalize() },
+    aug = { is_slide = cfg.is_slide, crop_size = cfg.crop_size, stride = cfg.stride,
+      flip_horizontal = cfg.aug_pred and cfg.flip_horizontal, flip_vertical = cfg.aug_pred and cfg.flip_vertical,
+      scales = cfg.aug_pred and scales or nil },
+  })
+end)

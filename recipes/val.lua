@@ -36,19 +36,23 @@ if cfg.threads then ms.set_num_threads(cfg.threads) end
 local okd, device = pcall(require("moonseg.engine.device").parse, cfg.device)
 if not okd or device == "auto" then usage(okd and "--device auto: name a device" or device) end
 
-local weights = cfg.model_path
-if not weights:match("%.safetensors$") then weights = weights .. "/model.safetensors" end
-local sd = ms.load(weights)
-local nc = cfg.num_classes or (sd["seg_heads.0.conv_out.weight"] and sd["seg_heads.0.conv_out.weight"]:size(1))
-if not nc then usage("cannot tell num_classes from " .. weights .. ": pass --num_classes") end
-local model = ms.models.PPLiteSeg { num_classes = nc, backbone = cfg.backbone }
-model:to(device)
-model:load_state_dict(sd)
-local ds = cfg.dataset_root and ms.data.PaddleSegDataset { dataset_root = cfg.dataset_root, mode = "val", num_classes = nc }
-  or ms.data.Synthetic { mode = "val" }
-local scales = {}
-for s in cfg.scales:gmatch("[^,]+") do scales[#scales + 1] = tonumber(s) end
-evaluate.evaluate(model, ds, { transforms = T.Compose { T.Normalize() }, num_classes = nc,
-  num_workers = cfg.num_workers, aug = { is_slide = cfg.is_slide, crop_size = cfg.crop_size, stride = cfg.stride,
-    flip_horizontal = cfg.aug_eval and cfg.flip_horizontal, flip_vertical = cfg.aug_eval and cfg.flip_vertical,
-    scales = cfg.aug_eval and scales or nil } })
+-- Data, checkpoint and config problems end with their message alone (moonseg.errors).
+local E = require "moonseg.errors"
+E.main("recipes/val.lua", function()
+  local weights = cfg.model_path
+  if not weights:match("%.safetensors$") then weights = weights .. "/model.safetensors" end
+  local sd = E.as_user(ms.load, weights)
+  local nc = cfg.num_classes or (sd["seg_heads.0.conv_out.weight"] and sd["seg_heads.0.conv_out.weight"]:size(1))
+  if not nc then usage("cannot tell num_classes from " .. weights .. ": pass --num_classes") end
+  local model = ms.models.PPLiteSeg { num_classes = nc, backbone = cfg.backbone }
+  model:to(device)
+  E.as_user(model.load_state_dict, model, sd)
+  local ds = cfg.dataset_root and ms.data.PaddleSegDataset { dataset_root = cfg.dataset_root, mode = "val", num_classes = nc }
+    or ms.data.Synthetic { mode = "val" }
+  local scales = {}
+  for s in cfg.scales:gmatch("[^,]+") do scales[#scales + 1] = tonumber(s) end
+  evaluate.evaluate(model, ds, { transforms = T.Compose { T.Normalize() }, num_classes = nc,
+    num_workers = cfg.num_workers, aug = { is_slide = cfg.is_slide, crop_size = cfg.crop_size, stride = cfg.stride,
+      flip_horizontal = cfg.aug_eval and cfg.flip_horizontal, flip_vertical = cfg.aug_eval and cfg.flip_vertical,
+      scales = cfg.aug_eval and scales or nil } })
+end)

@@ -10,7 +10,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever anything between MS_CDEF_BEGIN and MS_CDEF_END changes. */
-#define MS_ABI_VERSION 1
+#define MS_ABI_VERSION 2
 
 /* Bootstrap: the two calls Lua makes before it reads the rest of the API. */
 int ms_abi_version(void);
@@ -365,6 +365,15 @@ int ms_safetensors_save(ms_context *ctx, const char *path, const char *const *na
                         const char *const *meta_values, int n_meta);
 /* Writes nbytes to path atomically (temporary beside it, fsync, rename, fsync of the directory). */
 int ms_file_write_atomic(const char *path, const void *data, int64_t nbytes);
+/* Directories (csrc/io/fs.c). mkdirs: every missing parent too, an existing directory is fine.
+ * remove_tree: path and everything under it (symbolic links removed, not followed); an absent
+ * path is fine. list: the entry names (no "." / "..") each followed by '\n', up to cap bytes
+ * into buf; *needed = bytes the whole list takes (call again with a larger buf when above cap).
+ * rename: rename(2) then fsync of the target's directory. */
+int ms_fs_mkdirs(const char *path);
+int ms_fs_remove_tree(const char *path);
+int ms_fs_list(const char *path, char *buf, int64_t cap, int64_t *needed);
+int ms_fs_rename(const char *from, const char *to);
 
 /* ---- image I/O (csrc/io) ---- */
 /* The format is told by the first bytes (PNG or JPEG), never by the file name. A

@@ -62,7 +62,12 @@ end
 --   backward: function(node, g1, g2, ...) -> grad for each input (nil where none);
 --             gradients it receives are read-only, may be nil for unused outputs
 --   saved:    table of values for backward (tensors in it must come from A.save)
+--             nil for an op with no backward: a gradient reaching it raises an error naming it
 function A.record(name, inputs, outputs, backward, saved)
+  backward = backward or function()
+    error(name .. ": this op has no backward, but a gradient flows into it (an input requires " ..
+          "grad); compute it under ms.no_grad or on detached inputs", 0)
+  end
   seq = seq + 1
   local node = { name = name, backward = backward, saved = saved or {}, next = {}, seq = seq,
     nin = #inputs, out_shapes = {}, out_dtypes = {} }

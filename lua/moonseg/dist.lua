@@ -181,10 +181,14 @@ function dist.init_process_group(o)
       g.store = o.store
     else
       local host_store = o.start_store
-      if host_store == nil then host_store = e.rank == 0 end
+      if host_store == nil then host_store = e.rank == 0 and os.getenv("MOONSEG_STORE_HOSTED") ~= "1" end
       if host_store then
         local bind = e.master_addr:match("^[%d%.]+$") and e.master_addr or "0.0.0.0"
         g.server = Store.server { host = bind, port = e.master_port }
+        -- master_port 0: the kernel picks a free port; on_listen(port) tells whoever starts the peers
+        e.master_port = g.server:port()
+        g.master_port = e.master_port
+        if o.on_listen then o.on_listen(e.master_port) end
       end
       g.store = Store.connect { host = e.master_addr, port = e.master_port, timeout = timeout }
       g.own_store = true

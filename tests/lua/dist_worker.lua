@@ -53,8 +53,12 @@ end
 
 local ok, err = pcall(function()
   if mode == "torchrun" then
-    -- RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT come from the environment; rank 0 hosts the store
-    dist.init_process_group { backend = "cpu", timeout = timeout }
+    -- RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT come from the environment; rank 0 hosts the
+    -- store on MASTER_PORT=0 and prints the port it got for the test to start the others
+    dist.init_process_group { backend = "cpu", timeout = timeout, on_listen = function(p)
+      io.write("listening on ", p, "\n")
+      io.flush()
+    end }
   else
     -- the test process hosts the store
     dist.init_process_group { backend = "cpu", rank = rank, world_size = world, master_addr = "127.0.0.1",

@@ -125,6 +125,24 @@ function H.exists(path)
 end
 
 -- Prints the closing line and exits non-zero on any failure.
+-- Timing promises. H.within: a call configured with `timeout` seconds gave up no later than
+-- the timeout plus a slack proportional to it (2 * timeout + 2 s: room for a loaded machine
+-- and the sanitizer build, still far from a hang); checked in every build. H.fast: a speed
+-- promise with an absolute bound; checked only where MOONSEG_TEST_SPEED=1 (the release
+-- build's tests, tests/CMakeLists.txt), since the sanitizer build runs several times slower.
+function H.within(elapsed, timeout, what)
+  local limit = 2 * timeout + 2
+  if not (elapsed < limit) then
+    error(string.format("%s took %.2f s with a %g s timeout (limit %g s)", what or "call", elapsed, timeout, limit), 2)
+  end
+end
+H.speed_checks = os.getenv("MOONSEG_TEST_SPEED") == "1"
+function H.fast(elapsed, limit, what)
+  if H.speed_checks and not (elapsed < limit) then
+    error(string.format("%s took %.2f s (promised under %g s)", what or "call", elapsed, limit), 2)
+  end
+end
+
 function H.done()
   local gc = package.loaded["moonseg.gradcheck"]
   if gc and gc.count > 0 then print(string.format("gradient checks: %d", gc.count)) end

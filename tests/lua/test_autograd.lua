@@ -99,4 +99,40 @@ H.case("backward frees saved tensors as it goes", function()
   H.eq(ms.memory_stats().allocated - base, grad_bytes)
 end)
 
+H.case("an op recorded without a backward raises naming it when a gradient reaches it", function()
+  local x = f64({ 1, 2 })
+  local y = ms.no_grad(function() return x * 2 end)
+  ms.autograd.record("frobnicate", { x }, { y })
+  -- forward use and no_grad are fine; the error comes only when a gradient flows in
+  local z = (y + x):sum()
+  H.raises(function() z:backward() end, "frobnicate", "no backward")
+  -- a branch that does not reach the op is unaffected
+  x.grad = nil
+  ;(x * 3):sum():backward()
+  H.same_list(x.grad:tolist(), { 3, 3 })
+end)
+
+-- Every floating-point op on a tensor that requires grad either records a backward or is a
+-- documented non-differentiable one; none may silently return a tensor cut from the graph.
+H.case("no differentiable-looking op silently drops the gradient", function()
+  local x = ms.tensor({ { 0.5, 1.5, 2 }, { 3, 0.25, 1 } }, { dtype = "f64", requires_grad = true })
+  local calls = {
+    sum = { 2 }, mean = { 1 }, var = { 2 }, std = { 2 }, prod = { 1 }, max = {}, min = {},
+    amax = { 2 }, amin = { 1 }, norm = { 2, 2 }, neg = {}, abs = {}, exp = {}, log = {}, sqrt = {},
+    rsqrt = {}, sigmoid = {}, tanh = {}, relu = {}, hardswish = {}, hardsigmoid = {}, sign = {},
+    reciprocal = {}, square = {}, leaky_relu = {}, gelu = {}, clamp = { 0.5, 2 }, pow = { 2 },
+    softmax = { 2 }, log_softmax = { 2 }, clone = {}, flip = { 2 }, t = {}, contiguous = {},
+    transpose = { 1, 2 }, reshape = { { 3, 2 } }, flatten = {}, unsqueeze = { 1 }, narrow = { 2, 1, 2 },
+    select = { 1, 1 }, expand = { { 2, 2, 3 } }, permute = { 2, 1 }, squeeze = {},
+  }
+  for name, args in pairs(calls) do
+    local y = x[name](x, unpack(args))
+    if not y.requires_grad then error(name .. " returned a tensor cut from the autograd graph") end
+    local y1 = select(1, x[name](x, unpack(args)))
+    y1:sum():backward()
+    H.eq(x.grad ~= nil, true, name .. " gave no gradient")
+    x.grad = nil
+  end
+end)
+
 H.done()

@@ -145,7 +145,6 @@ H.case("errors name the value, position, shapes and dtypes", function()
     "cross_entropy", "logits", "i64")
 end)
 
-local ngrad = 0
 H.case("gradcheck cross_entropy w.r.t. logits", function()
   local w = ms.tensor({ 0.5, 2, 1, 0.25 }, { dtype = "f64" })
   local t2 = itensor({ 0, 3, 255, 1, 2 }, { 5 })
@@ -165,12 +164,10 @@ H.case("gradcheck cross_entropy w.r.t. logits", function()
   for _, cs in ipairs(cases) do
     local l = randn(cs[1]):requires_grad_()
     gradcheck(function(x) return F.cross_entropy(x, cs[2], cs[3]) end, { l })
-    ngrad = ngrad + 1
   end
   -- composed with a permute (NHWC logits viewed as NCHW)
   local nhwc = randn({ 2, 3, 2, 4 }):requires_grad_()
   gradcheck(function(x) return F.cross_entropy(x:permute(1, 4, 2, 3), t4) end, { nhwc })
-  ngrad = ngrad + 1
 end)
 
 H.case("f32 backward matches f64", function()
@@ -183,5 +180,4 @@ H.case("f32 backward matches f64", function()
   H.near(flat(b.grad), flat(a.grad), 1e-6)
 end)
 
-H.case("gradient count", function() H.eq(ngrad, 8) end)
 H.done()

@@ -308,13 +308,22 @@ H.case("random corruptions of PNG and JPEG bytes never crash", function()
       end
       local s = string.char(unpack(b))
       for _, mode in ipairs { "image", "label", "unchanged" } do
-        local good = pcall(img.decode, s, { mode = mode, name = "fuzz" })
-        if good then ok = ok + 1 else failed = failed + 1 end
+        local good, r = pcall(img.decode, s, { mode = mode, name = "fuzz" })
+        if good then
+          -- a decoded corruption is still a well-formed HWC/HW u8 image
+          H.eq(r:type() == "u8" or r:type() == "i32", true, "decoded dtype " .. r:type())
+          H.eq(r:dim() >= 2 and r:size(1) > 0 and r:size(2) > 0, true, "decoded shape")
+          ok = ok + 1
+        else
+          -- a rejected one names the input, never a bare library message
+          if not tostring(r):find("fuzz", 1, true) then error("decode error does not name the input: " .. tostring(r)) end
+          failed = failed + 1
+        end
       end
     end
   end
   H.eq(failed > 0, true, "some corruptions must be detected")
-  H.eq(ok + failed, 5 * 120 * 3)
+  H.eq(ok > 0, true, "some corruptions (e.g. in pixel data) still decode")
 end)
 
 -- ---- writing: argument errors, failed writes leave nothing behind ----------------------------

@@ -115,19 +115,16 @@ H.case("errors name the tensor index and shapes", function()
   H.raises(function() ms.stack({ randn { 2, 3 }, randn { 3, 2 } }) end, "stack", "[3, 2]", "[2, 3]")
 end)
 
-local ngrad = 0
 H.case("gradcheck cat along dims 1, 2, 3 and mixed requires_grad", function()
   for d = 1, 3 do
     local sa, sb = { 2, 3, 2 }, { 2, 3, 2 }
     sb[d] = 1
     local a, b = randn(sa):requires_grad_(), randn(sb):requires_grad_()
     gradcheck(function(x, y) return ms.cat({ x, y, x }, d) end, { a, b })
-    ngrad = ngrad + 1
   end
   local a, c = randn { 2, 2 }:requires_grad_(), randn { 2, 3 }
   gradcheck(function(x) return ms.cat({ c, x }, -1) end, { a })
   gradcheck(function(x) return ms.cat({ x, ms.empty({ 0 }, { dtype = "f64" }) }, 1) end, { a })
-  ngrad = ngrad + 2
 end)
 
 H.case("gradcheck stack, split and chunk", function()
@@ -135,7 +132,6 @@ H.case("gradcheck stack, split and chunk", function()
   gradcheck(function(x, y) return ms.stack({ x, y }, 2) end, { a, b })
   gradcheck(function(x) return x:split(2, 2) end, { randn { 2, 5 }:requires_grad_() })
   gradcheck(function(x) return { x:chunk(2, 1)[2] } end, { randn { 3, 2 }:requires_grad_() })
-  ngrad = ngrad + 3
 end)
 
 H.case("cat backward casts gradients back to input dtypes", function()
@@ -148,5 +144,4 @@ H.case("cat backward casts gradients back to input dtypes", function()
   H.same_list(flat(b.grad), { 30 })
 end)
 
-H.case("gradient count", function() H.eq(ngrad, 8) end)
 H.done()

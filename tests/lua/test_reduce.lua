@@ -242,4 +242,33 @@ H.case("gradcheck max/min (with and without dim) and norm", function()
   H.same_list(flat(t.grad), { 0, 0.5, 0.5 })
 end)
 
+H.case("gradcheck amax/amin over dims; ties share the gradient evenly", function()
+  local function distinct(shape)
+    local n = 1
+    for _, s in ipairs(shape) do n = n * s end
+    local v = {}
+    for i = 1, n do v[i] = ((i * 7) % n) / n + 0.01 * rnd() end
+    return mk(v, shape, "f64", true)
+  end
+  gc(function(x) return x:amax(1) end, { distinct { 3, 4 } })
+  gc(function(x) return x:amin(2, true) end, { distinct { 3, 4 } })
+  gc(function(x) return x:amax({ 1, 3 }) end, { distinct { 2, 3, 5 } })
+  gc(function(x) return ms.amin(x, -1) end, { distinct { 2, 3, 5 } })
+  -- ties: row 1 has two maxima (1/2 each), row 2 three minima for amin (1/3 each)
+  local t = ms.tensor({ { 1, 4, 4, 0 }, { 2, 2, 5, 2 } }, { dtype = "f64", requires_grad = true })
+  t:amax(2):backward(ms.tensor({ 10, 6 }, { dtype = "f64" }))
+  H.same_list(flat(t.grad), { 0, 5, 5, 0, 0, 0, 6, 0 })
+  t.grad = nil
+  t:amin(2):backward(ms.tensor({ 10, 6 }, { dtype = "f64" }))
+  H.same_list(flat(t.grad), { 0, 0, 0, 10, 2, 2, 0, 2 })
+  -- over two dims at once: the 2 maxima of the whole slice share it
+  t.grad = nil
+  t:amax({ 1, 2 }, true):backward(ms.tensor({ { 8 } }, { dtype = "f64" }))
+  H.same_list(flat(t.grad), { 0, 0, 0, 0, 0, 0, 8, 0 })
+  -- f32 follows the same rule
+  local u = ms.tensor({ 3, 3, 1 }, { requires_grad = true })
+  u:amax(1):backward()
+  H.same_list(flat(u.grad), { 0.5, 0.5, 0 })
+end)
+
 H.done()

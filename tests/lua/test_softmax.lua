@@ -94,20 +94,16 @@ H.case("errors", function()
   H.raises(function() F.log_softmax(randn { 2, 3 }) end, "log_softmax", "dim is required")
 end)
 
-local ngrad = 0
 H.case("gradcheck softmax and log_softmax", function()
   for _, case in ipairs { { { 2, 4, 3, 2 }, 2 }, { { 2, 4, 3, 2 }, -1 }, { { 3, 5 }, 1 }, { { 3, 5 }, 2 }, { { 1, 1 }, 2 } } do
     for _, log in ipairs { false, true } do
       local x = randn(case[1]):requires_grad_()
       gradcheck(function(t) return log and F.log_softmax(t, case[2]) or F.softmax(t, case[2]) end, { x })
-      ngrad = ngrad + 1
     end
   end
   -- through a non-contiguous view
   local x = randn({ 4, 3 }):requires_grad_()
   gradcheck(function(t) return t:t():log_softmax(2) end, { x })
-  ngrad = ngrad + 1
 end)
 
-H.case("gradient count", function() H.eq(ngrad, 11) end)
 H.done()

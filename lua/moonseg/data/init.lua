@@ -4,6 +4,7 @@ local ffi = require "ffi"
 local L = require "moonseg.lib"
 local Tensor = require "moonseg.tensor"
 local C, check = L.C, L.check
+local E = require "moonseg.errors" -- a missing root, list or file, a bad label: user errors
 
 local data = {
   transforms = require "moonseg.data.transforms",
@@ -40,7 +41,7 @@ function data.PaddleSegDataset(o)
   local mode = o.mode or "train"
   local list = o[mode .. "_path"] or (o.dataset_root .. "/" .. mode .. "_list.txt")
   local ds = new_dataset()
-  check(C.ms_dataset_add_list(ds._h, o.dataset_root, list, o.separator, mode ~= "test" and 1 or 0), 2)
+  E.check(C.ms_dataset_add_list(ds._h, o.dataset_root, list, o.separator, mode ~= "test" and 1 or 0))
   ds.num_classes, ds.mode, ds.root = o.num_classes, mode, o.dataset_root
   ds.ignore_index = o.ignore_index or 255
   return ds
@@ -61,7 +62,7 @@ function data.Cityscapes(o)
   local root, mode = o.dataset_root, o.mode or "train"
   local img_dir = root .. "/leftImg8bit/" .. mode
   local cities = list_dir(img_dir)
-  if #cities == 0 then error("Cityscapes: no city folders in " .. img_dir, 2) end
+  if #cities == 0 then E.user("Cityscapes: no city folders in " .. img_dir) end
   local ds = new_dataset()
   for _, city in ipairs(cities) do
     for _, f in ipairs(list_dir(img_dir .. "/" .. city)) do
@@ -69,13 +70,13 @@ function data.Cityscapes(o)
       if stem then
         local label = root .. "/gtFine/" .. mode .. "/" .. city .. "/" .. stem .. "_gtFine_labelTrainIds.png"
         local fh = io.open(label, "rb")
-        if not fh then error("Cityscapes: label " .. label .. " missing for " .. f, 2) end
+        if not fh then E.user("Cityscapes: label " .. label .. " missing for " .. f) end
         fh:close()
         ds:add(img_dir .. "/" .. city .. "/" .. f, label, city .. "/" .. f)
       end
     end
   end
-  if ds:size() == 0 then error("Cityscapes: no *_leftImg8bit.png files under " .. img_dir, 2) end
+  if ds:size() == 0 then E.user("Cityscapes: no *_leftImg8bit.png files under " .. img_dir) end
   ds.num_classes, ds.mode, ds.root, ds.ignore_index = 19, mode, root, 255
   return ds
 end
@@ -124,7 +125,10 @@ local ep, ix = ffi.new("int64_t[1]"), ffi.new("int64_t[1]")
 -- (0-based); iterates endlessly across epochs. Errors name the sample and its list line.
 function DataLoader:next()
   lab_out[0] = nil
-  check(C.ms_loader_next(self._h, img_out, lab_out, ep, ix), 2)
+  local rc = C.ms_loader_next(self._h, img_out, lab_out, ep, ix)
+  -- the arguments were checked by ms_loader_new: an unreadable file or a bad label is the data's
+  if rc == C.MS_ERR_IO or rc == C.MS_ERR_INVALID then E.check(rc) end
+  check(rc, 2)
   local images = Tensor.wrap(img_out[0])
   local labels = lab_out[0] ~= nil and Tensor.wrap(lab_out[0]) or nil
   return images, labels, tonumber(ep[0]), tonumber(ix[0])

@@ -29,7 +29,8 @@ function M.init(o)
     error(string.format("distributed: RANK %d is out of range for WORLD_SIZE %d (ranks are 0-based)", rank, world), 2)
   end
   local ctx = { rank = rank, world_size = world, timeout = timeout }
-  if rank == 0 then
+  -- MOONSEG_STORE_HOSTED=1: the store is already up (the launcher or a test hosts it)
+  if rank == 0 and os.getenv("MOONSEG_STORE_HOSTED") ~= "1" then
     local bind = e.master_addr:match("^[%d%.]+$") and e.master_addr or "0.0.0.0"
     local ok, srv = pcall(dist.Store.server, { host = bind, port = e.master_port })
     if not ok then

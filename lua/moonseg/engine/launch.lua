@@ -135,22 +135,25 @@ function M.plan(cfg)
     end
   end
   local master_addr = ips and ips[1] or "127.0.0.1"
-  local port = tonumber(os.getenv("FLAGS_START_PORT") or "")
+  local port, hosted = tonumber(os.getenv("FLAGS_START_PORT") or ""), nil
   if not port then
     if nnodes > 1 then
       port = 6070 -- every node must agree without talking: PaddleSeg's default start port
     else
-      local probe = dist.Store.server { host = "127.0.0.1", port = 0 }
-      port = probe:port()
-      probe:stop()
+      -- one node: the launcher hosts the store itself on a port the kernel picks (bound,
+      -- never released before use, so no other process can take it in between)
+      hosted = dist.Store.server { host = "127.0.0.1", port = 0 }
+      port = hosted:port()
     end
   end
   local world = nnodes * nper
-  local p = { workers = {}, master_addr = master_addr, port = port, world_size = world, node_rank = node_rank }
+  local p = { workers = {}, master_addr = master_addr, port = port, world_size = world, node_rank = node_rank,
+    store_server = hosted }
   for i = 0, nper - 1 do
     local rank = node_rank * nper + i
     local env = { RANK = rank, WORLD_SIZE = world, LOCAL_RANK = i, LOCAL_WORLD_SIZE = nper,
-      MASTER_ADDR = master_addr, MASTER_PORT = port, MOONSEG_NODE_RANK = node_rank }
+      MASTER_ADDR = master_addr, MASTER_PORT = port, MOONSEG_NODE_RANK = node_rank,
+      MOONSEG_STORE_HOSTED = hosted and 1 or nil }
     if devices then env.CUDA_VISIBLE_DEVICES = devices[i + 1] end
     p.workers[#p.workers + 1] = { rank = rank, local_rank = i, env = env }
   end

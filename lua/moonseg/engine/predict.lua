@@ -21,11 +21,11 @@ function M.collect(path)
     end
     p:close()
     table.sort(out)
-    if #out == 0 then error("predict: no .jpg/.png images in " .. path, 2) end
+    if #out == 0 then require("moonseg.errors").user("predict: no .jpg/.png images in " .. path) end
     return out
   end
   local fh = io.open(path, "rb")
-  if not fh then error("predict: " .. path .. " does not exist", 2) end
+  if not fh then require("moonseg.errors").user("predict: " .. path .. " does not exist") end
   fh:close()
   return { path }
 end

@@ -43,6 +43,7 @@ local devices = require "moonseg.engine.device"
 
 -- parse(defaults, argv, prog) -> cfg (flags merged over the recipe's defaults).
 function M.parse(defaults, argv, prog)
+  M.prog = prog
   local ok, cfg = pcall(flags.parse, M.spec(defaults), argv or {}, prog)
   if not ok then -- a usage error: the message, no traceback
     io.stderr:write(prog, ": ", tostring(cfg), "\n")
@@ -72,8 +73,13 @@ function M.parse(defaults, argv, prog)
 end
 
 -- Runs a recipe: build(cfg) returns the table train() takes (model, datasets, transforms,
--- losses, optimizer, lr_schedule); flags fill the rest.
+-- losses, optimizer, lr_schedule); flags fill the rest. A user error (data, checkpoint) ends
+-- the program with its message alone; internal errors keep their traceback (moonseg.errors).
 function M.run(cfg, build)
+  return require("moonseg.errors").main(M.prog or "recipe", M.run_unguarded, cfg, build)
+end
+
+function M.run_unguarded(cfg, build)
   -- [distributed] one rank of a multi-process job: join the group before building
   local ddp, dctx = require "moonseg.engine.ddp", nil
   if require("moonseg.engine.launch").in_job() and ms.dist.resolve_env().world_size > 1 then

@@ -47,7 +47,11 @@ function M.train(cfg)
   local save_interval = cfg.save_interval or 1000
   local losses, coefs = cfg.losses.types, cfg.losses.coef
   local nc = cfg.num_classes or cfg.train_dataset.num_classes
-  if main then ckpt.mkdir(save_dir) end
+  if main then
+    ckpt.mkdir(save_dir)
+    local stale = ckpt.remove_partials(save_dir) -- left by a save that was killed
+    if #stale > 0 then log.info("removed unfinished checkpoint saves: " .. table.concat(stale, ", ")) end
+  end
   log.quiet = not main
 
   local loader = ms.data.DataLoader(cfg.train_dataset, { batch_size = bs, num_workers = cfg.num_workers or 0,
@@ -60,7 +64,7 @@ function M.train(cfg)
   local start, best, best_iter, stale = 0, -1, -1, 0
   if cfg.resume_model then
     local r = ckpt.load(cfg.resume_model)
-    model:load_state_dict(r.model)
+    require("moonseg.errors").as_user(model.load_state_dict, model, r.model) -- a checkpoint of another model
     if r.optim then opt:load_state_dict(r.optim) end
     if ema then
       if not r.ema then error("resume: " .. cfg.resume_model .. " has no EMA state but --use_ema is on", 2) end

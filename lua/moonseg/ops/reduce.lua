@@ -176,16 +176,26 @@ return function(ms, T, A, L)
   end
   function T.max(x, dim, keepdim) return minmax("max", MAX, x, dim, keepdim) end
   function T.min(x, dim, keepdim) return minmax("min", MIN, x, dim, keepdim) end
-  function T.amax(x, dim, keepdim)
-    if dim == nil then return x:max() end
-    local red, n = dim_list(x, dim, "amax")
-    return raw_reduce(MAX, x, red, n, keepdim)
+  -- amax/amin over dims: the gradient of each result goes to the extremal elements of its
+  -- slice, shared evenly between ties (as PyTorch's amax/amin).
+  local function amaxmin(opname, op, x, dim, keepdim)
+    if dim == nil then return opname == "amax" and x:max() or x:min() end
+    local red, n = dim_list(x, dim, opname)
+    local y = raw_reduce(op, x, red, n, keepdim)
+    if A.needs(x) and x:is_floating_point() then
+      local ks = keep_shape(x, red)
+      A.record(opname, { x }, { y }, function(node, g)
+        local s = node.saved
+        local mask = s.x:eq(s.y:reshape(ks)):to(g:type())
+        local red2, n2 = dim_list(s.x, dim, opname)
+        local count = raw_reduce(SUM, mask, red2, n2, true)
+        return mask:mul_(g:reshape(ks)):div_(count)
+      end, { x = A.save(x), y = A.save(y) })
+    end
+    return y
   end
-  function T.amin(x, dim, keepdim)
-    if dim == nil then return x:min() end
-    local red, n = dim_list(x, dim, "amin")
-    return raw_reduce(MIN, x, red, n, keepdim)
-  end
+  function T.amax(x, dim, keepdim) return amaxmin("amax", MAX, x, dim, keepdim) end
+  function T.amin(x, dim, keepdim) return amaxmin("amin", MIN, x, dim, keepdim) end
 
   -- argmax(dim[, keepdim]) -> 1-based i64 indices; with no dim, the 1-based flat index (0-dim).
   local function argminmax(opname, op, x, dim, keepdim)
