@@ -62,6 +62,10 @@ H.case("YAML features moonseg does not support are refused with file:line", func
   H.raises(function() config.parse_yaml("a: 1\n---\nb: 2\n", "f.yml") end, "f.yml:2", "second")
   H.raises(function() config.parse_yaml("a: 1\nb: 2\na: 3\n", "f.yml") end, "f.yml:3", "'a' appears twice")
   H.raises(function() config.parse_yaml("a: [1,\n  2\nb: 3\n", "f.yml") end, "f.yml:", "YAML syntax error")
+  H.raises(function() config.parse_yaml("a: \255\254\n", "f.yml") end, "f.yml:1", "YAML syntax error")
+  H.eq(config.parse_yaml("", "f.yml"), config.null)
+  H.raises(function() config.load(write("empty.yml", "# nothing\n")) end, "empty.yml", "must be a YAML mapping")
+  H.raises(function() config.load(write("list.yml", "- a\n- b\n")) end, "list.yml", "must be a YAML mapping")
 end)
 
 H.case("_base_ chains merge as PaddleSeg: mappings key by key, lists whole, _inherited_: False", function()
@@ -166,6 +170,21 @@ loss:
   local label = ms.tensor({ 0, 1, 254, 1 }, { dtype = "i64" }):view(1, 2, 2)
   local ce = ms.losses.CrossEntropyLoss { ignore_index = 254 }
   H.near(t[1](logits, label):item(), ce(logits, label):item(), 1e-5)
+end)
+
+H.case("OpticDiscSeg and Cityscapes carry their class counts; ADE20K says what it lacks", function()
+  local text = tiny(quick()):gsub("  type: Dataset\n  dataset_root: ([^\n]*)\n  train_path: [^\n]*\n  num_classes: 2\n",
+    "  type: OpticDiscSeg\n  dataset_root: %1\n", 1)
+  local p = build(write("od.yml", text))
+  H.eq(p.model.num_classes, 2) H.eq(p.train_dataset:size(), 4)
+  H.eq(p.train_dataset:sample(1):sub(-#"JPEGImages/N0001.jpg"), "JPEGImages/N0001.jpg")
+  local f = write("od2.yml", (text:gsub("type: OpticDiscSeg", "type: OpticDiscSeg\n  num_classes: 3")))
+  H.raises(function() build(f) end, f .. ":", "train_dataset.num_classes", "unknown argument of OpticDiscSeg")
+  f = write("cs.yml", (text:gsub("type: OpticDiscSeg\n  dataset_root: [^\n]*", "type: Cityscapes\n  dataset_root: " ..
+    tmp .. "/no_cityscapes")))
+  H.raises(function() build(f) end, f .. ":", "train_dataset", "no city folders")
+  f = write("ade.yml", (text:gsub("type: OpticDiscSeg", "type: ADE20K")))
+  H.raises(function() build(f) end, f .. ":", "train_dataset.type", "ADE20K", "type: Dataset")
 end)
 
 H.case("optimizers and schedules as Paddle builds them", function()

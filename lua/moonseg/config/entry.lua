@@ -42,6 +42,10 @@ local function setup(prog, c, aug_flag)
   end)
   if not ok then fail(prog, tostring(parts)) end
   local weights = c.model_path
+  if weights:match("%.pdparams$") then
+    fail(prog, "--model_path " .. weights .. " is a Paddle checkpoint; convert it once with\n  python3 " ..
+      "recipes/tools/convert_pdparams.py " .. weights .. " model.safetensors\nand pass that file")
+  end
   if not weights:match("%.safetensors$") then weights = weights .. "/model.safetensors" end
   local okw, err = pcall(function() parts.model:load_state_dict(ms.load(weights)) end)
   if not okw then fail(prog, "--model_path " .. c.model_path .. ": " .. tostring(err)) end
