@@ -44,7 +44,7 @@ if cfg_tree then
   local build = require "moonseg.config.build"
   local ok, err = pcall(function()
     defaults.iters = build.top_int(cfg_tree, "iters")
-    defaults.batch_size = build.top_int(cfg_tree, "batch_size")
+    defaults.batch_size = build.top_int(cfg_tree, "batch_size") or 1 -- PaddleSeg's default
     defaults.learning_rate = build.top_lr(cfg_tree)
   end)
   if not ok then usage_error(tostring(err)) end

@@ -100,11 +100,12 @@ loss: {coef: [1]}
   local dump = config.dump(c)
   H.eq(dump:match("iters: (%d+)"), "200")
   H.eq(dump:find("cm_out_ch: 64  # " .. tmp .. "/sub/deeper/grand.yml:2", 1, true) ~= nil, true)
-  -- a list of bases: later ones override earlier ones
+  -- a list of bases: PaddleSeg merges the config over the first, that over the second, so
+  -- the first base wins over the second
   write("b1.yml", "iters: 1\nbatch_size: 1\n")
-  write("b2.yml", "iters: 2\n")
+  write("b2.yml", "iters: 2\nlog: 5\n")
   c = config.load(write("two.yml", "_base_: [b1.yml, b2.yml]\n"))
-  H.eq(c.iters, 2) H.eq(c.batch_size, 1)
+  H.eq(c.iters, 1) H.eq(c.batch_size, 1) H.eq(c.log, 5)
   -- loops and missing bases
   write("loop_a.yml", "_base_: loop_b.yml\n")
   write("loop_b.yml", "_base_: loop_a.yml\n")
@@ -151,7 +152,7 @@ loss:
       losses:
         - type: CrossEntropyLoss
         - type: DiceLoss
-          ignore_index: 7
+          ignore_index: 254
       coef: [0.8, 0.2]
     - type: CrossEntropyLoss
   coef: [1, 0.5, 0.25]
@@ -160,7 +161,9 @@ loss:
   local t = p.losses.types
   H.eq(t[1].ignore_index, 254) H.eq(t[1].min_kept, 100000)
   H.eq(t[2].losses[1].ignore_index, 254)
-  H.eq(t[2].losses[2].ignore_index, 7, "an explicit ignore_index is kept")
+  H.eq(t[2].losses[2].ignore_index, 254, "an explicit ignore_index equal to the data set's")
+  local f = write("mix2.yml", tiny((text:gsub("          ignore_index: 254", "          ignore_index: 7"))))
+  H.raises(function() build(f) end, f .. ":", "loss.types[1].losses[1].ignore_index", "is 7 but train_dataset's ignore_index is 254")
   H.same_list(t[2].coef, { 0.8, 0.2 })
   H.eq(t[3].ignore_index, 254)
   H.same_list(p.losses.coef, { 1, 0.5, 0.25 })
@@ -204,9 +207,11 @@ H.case("optimizers and schedules as Paddle builds them", function()
     "lr_scheduler: {type: PolynomialDecay, learning_rate: 0.1, warmup_iters: 50, warmup_start_lr: 0.001}\n")
   H.near(p.lr_schedule(0), 0.001, 1e-12)
   H.near(p.lr_schedule(9), 0.001 + (0.1 - 0.001) * 9 / 50, 1e-12)
-  -- Paddle's PolynomialDecay defaults: end_lr 1e-4, power 1
+  -- PaddleSeg's PolynomialDecay defaults: end_lr 0, power 0.9
   p = opt("optimizer: {type: sgd}\n", "lr_scheduler: {type: PolynomialDecay, learning_rate: 0.1}\n")
-  H.near(p.lr_schedule(5), (0.1 - 1e-4) * 0.5 + 1e-4, 1e-12)
+  H.near(p.lr_schedule(5), 0.1 * 0.5 ^ 0.9, 1e-12)
+  local f = write("o3.yml", tiny(quick():gsub("  power: 0.9\n", "  power: 0.9\n  warmup_iters: 3\n")))
+  H.raises(function() build(f) end, f .. ":", "lr_scheduler.warmup_iters", "warmup_start_lr")
   -- the 2.0-era learning_rate block
   p = opt("optimizer: {type: sgd}\n", "learning_rate: {value: 0.02, decay: {type: poly, power: 0.9, end_lr: 0}}\n")
   H.near(p.lr_schedule(5), 0.02 * 0.5 ^ 0.9, 1e-12)
@@ -282,6 +287,8 @@ H.case("typos, wrong types and missing files name the file, the line and the key
   bad("e7.yml", quick():gsub("type: sgd", "type: Adam"), "optimizer.type", "Adam", "AdamW")
   bad("e8.yml", quick():gsub("  end_lr: 0\n", "  end_learning_rate: 0\n"), "lr_scheduler.end_learning_rate", "end_lr")
   bad("e9.yml", quick():gsub("type: PPLiteSeg", "type: PPLiteSeg\n  arm_out_ch: [1]"), "model.arm_out_ch", "arm_out_chs")
+  bad("n1.yml", quick():gsub("type: PPLiteSeg", "type: PPLiteSeg\n  num_classes: 3"), "model.num_classes",
+    "is 3 but train_dataset has 2 classes")
   bad("e10.yml", quick():gsub("type: PPLiteSeg", "type: PPLiteSegg"), "model.type", "PPLiteSeg")
   bad("e11.yml", quick("test_config: {aug_evl: True}\n"), "test_config.aug_evl", "aug_eval")
   -- wrong types

@@ -250,7 +250,11 @@ local function loss(t, path, ignore_index)
     fail(t, "data_format", join(path, "data_format"), "only NCHW is supported")
   end
   a.top_k_percent_pixels, a.data_format = nil, nil
-  if a.ignore_index == nil then a.ignore_index = ignore_index end
+  if a.ignore_index ~= nil and a.ignore_index ~= ignore_index then
+    fail(t, "ignore_index", join(path, "ignore_index"), string.format("is %d but train_dataset's ignore_index is %d; " ..
+      "they must be the same (leave it out to take the data set's)", a.ignore_index, ignore_index))
+  end
+  a.ignore_index = ignore_index
   local ok, l = pcall(ms.losses[ty], a)
   if not ok then fail(t, nil, path, tostring(l):gsub("^[^:]*:%d+: ", "")) end
   return l
@@ -297,8 +301,11 @@ local function schedule(cfg, iters, lr_flag)
     local _, spec = type_of(t, path, R.lr_schedulers, "lr_scheduler")
     o = args(t, path, spec.args, nil, "PolynomialDecay")
     if o.cycle then fail(t, "cycle", "lr_scheduler.cycle", "cycle: True is not supported") end
-    o.end_lr = o.end_lr or 0.0001 -- paddle.optimizer.lr.PolynomialDecay's defaults
-    o.power = o.power or 1.0
+    o.end_lr = o.end_lr or 0 -- PaddleSeg's defaults (not paddle.optimizer.lr's)
+    o.power = o.power or 0.9
+    if o.warmup_iters and not o.warmup_start_lr then
+      fail(t, "warmup_iters", "lr_scheduler.warmup_iters", "needs warmup_start_lr: as well (PaddleSeg's rule)")
+    end
   else
     fail(cfg, nil, path, "missing: a config needs lr_scheduler: {type: PolynomialDecay, learning_rate: ...}")
   end
@@ -371,6 +378,17 @@ function M.build(cfg, flags, o)
   local ref = train_ds or val_ds
   if not ref then fail(cfg, nil, "val_dataset", "missing: evaluation needs val_dataset:") end
   local nc, ig = ref.num_classes, ref.ignore_index
+  -- PaddleSeg's rule: model, train_dataset and val_dataset must agree on num_classes
+  local mcfg = need_map("model")
+  for _, s in ipairs { { train_ds, "train_dataset" }, { val_ds, "val_dataset" }, { mcfg, "model" } } do
+    local v = s[1] and s[1].num_classes
+    if v ~= nil and v ~= yaml.null and nc ~= nil and v ~= nc then
+      local t = s[2] == "model" and mcfg or cfg[s[2]]
+      fail(t, "num_classes", s[2] .. ".num_classes", string.format("is %s but %s has %d classes; they must agree",
+        tostring(v), train_ds and "train_dataset" or "val_dataset", nc))
+    end
+  end
+  nc = nc or (type(mcfg.num_classes) == "number" and mcfg.num_classes or nil)
   parts.train_dataset, parts.train_transforms = train_ds, train_tf
   parts.val_dataset, parts.val_transforms = val_ds, val_tf
   parts.eval_aug = eval_aug(cfg.test_config)

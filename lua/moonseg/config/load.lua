@@ -70,16 +70,17 @@ function M.load(path, seen, from)
       error(where .. " must be a file name or a list of them", 0)
     end
     if type(bases) == "string" then bases = { bases } end
+    -- as PaddleSeg: the config is merged over its first base, that result over the second, ...
+    -- so an earlier base wins over a later one
+    merged = merge(nil, tree)
     for _, b in ipairs(bases) do
       if type(b) ~= "string" then error(where .. " must be a file name or a list of them", 0) end
       local bp = b:sub(1, 1) == "/" and b or (dirname(path) .. "/" .. b)
-      local base = M.load(bp, seen, where)
-      merged = merged and merge(merged, base) or base
+      merged = merge(M.load(bp, seen, where), merged)
     end
   end
   seen[path] = nil
-  if merged then return merge(merged, tree) end
-  return merge(nil, tree) -- normalised: a where with files per key
+  return merged or merge(nil, tree) -- normalised: a where with files per key
 end
 
 -- "file:line" of key k of table t (or of t itself).
