@@ -5,6 +5,12 @@
 local root = (arg and arg[0] and arg[0]:match("^(.*)/[^/]*$") or ".") .. "/.."
 package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
 
+-- --config FILE.yml: PaddleSeg's predict.py on a PaddleSeg config (lua/moonseg/config/entry.lua)
+if require("moonseg.config.entry").wants(arg) then
+  require("moonseg.config.entry").predict(arg)
+  return
+end
+
 local ms = require "moonseg"
 local flags = require "moonseg.engine.flags"
 local predict = require "moonseg.engine.predict"

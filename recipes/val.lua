@@ -6,6 +6,12 @@
 local root = (arg and arg[0] and arg[0]:match("^(.*)/[^/]*$") or ".") .. "/.."
 package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
 
+-- --config FILE.yml: PaddleSeg's val.py on a PaddleSeg config (lua/moonseg/config/entry.lua)
+if require("moonseg.config.entry").wants(arg) then
+  require("moonseg.config.entry").val(arg)
+  return
+end
+
 local ms = require "moonseg"
 local flags = require "moonseg.engine.flags"
 local evaluate = require "moonseg.engine.evaluate"

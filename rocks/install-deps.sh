@@ -6,7 +6,7 @@ set -e
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 pkgs="build-essential cmake pkg-config luajit libluajit-5.1-dev libopenblas-dev libdnnl-dev \
-libpng-dev libdeflate-dev libuv1-dev libturbojpeg0-dev libreadline8"
+libpng-dev libdeflate-dev libuv1-dev libturbojpeg0-dev libyaml-dev libreadline8"
 [ "${1:-}" = "--test" ] && pkgs="$pkgs clang libclang-rt-dev python3 python3-venv python3-pip"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq

@@ -598,6 +598,13 @@ int64_t ms_loader_skipped(const ms_loader *loader);
 int ms_loader_position(const ms_loader *loader, int64_t *epoch, int64_t *batch);
 int ms_loader_seek(ms_loader *loader, int64_t epoch, int64_t batch);
 
+/* ---- YAML (io/yaml.c, libyaml) ---- */
+/* One YAML document text[0..len) as flat records for the Lua config reader (see yaml.c);
+ * name labels errors ("file:line: ..."). Anchors, aliases and explicit tags are refused.
+ * *out is freed with ms_yaml_free. */
+int ms_yaml_events(const char *text, int64_t len, const char *name, char **out, int64_t *out_len);
+void ms_yaml_free(char *text);
+
 /* MS_CDEF_END */
 
 #ifdef __cplusplus

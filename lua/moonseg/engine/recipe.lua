@@ -41,10 +41,13 @@ end
 
 local devices = require "moonseg.engine.device"
 
--- parse(defaults, argv, prog) -> cfg (flags merged over the recipe's defaults).
-function M.parse(defaults, argv, prog)
+-- parse(defaults, argv, prog, extra) -> cfg (flags merged over the recipe's defaults); extra:
+-- more flag specs the recipe accepts (recipes/train.lua's --config).
+function M.parse(defaults, argv, prog, extra)
   M.prog = prog
-  local ok, cfg = pcall(flags.parse, M.spec(defaults), argv or {}, prog)
+  local spec = M.spec(defaults)
+  for _, f in ipairs(extra or {}) do spec[#spec + 1] = f end
+  local ok, cfg = pcall(flags.parse, spec, argv or {}, prog)
   if not ok then -- a usage error: the message, no traceback
     io.stderr:write(prog, ": ", tostring(cfg), "\n")
     os.exit(2)
