@@ -3,6 +3,7 @@
 
 #include "../core/internal.h"
 #include "../cpu/conv_cpu.h"
+#include "../cpu/precision.h"
 
 /* Checks shapes and params; fills the geometry. grad_out (may be NULL) must be the output shape. */
 static int conv_check(const char *op, const ms_tensor *x, const ms_tensor *w, const ms_tensor *b,
@@ -90,8 +91,8 @@ static int prep(ms_context *ctx, const ms_tensor *t, ms_dtype dt, const ms_tenso
   return st;
 }
 
-/* f16/bf16 compute in f32 (converted in and out); f32 and f64 natively. */
-static ms_dtype compute_dtype(ms_dtype d) { return d == MS_F64 ? MS_F64 : MS_F32; }
+/* The backend's policy: bf16 natively (oneDNN) where the CPU can, f16 converted to f32. */
+static ms_dtype compute_dtype(ms_dtype d) { return ms_cpu_compute_dtype("conv2d", d); }
 
 static int new_out(const int64_t *shape, int ndim, ms_dtype dt, ms_tensor **out) {
   return ms_tensor_new(shape, ndim, dt, MS_CPU, 0, out);
@@ -124,7 +125,7 @@ int ms_conv2d(ms_context *ctx, const ms_tensor *x, const ms_tensor *w, const ms_
         }
       }
     } else {
-      st = cdt == MS_F32 ? ms_cpu_conv2d_fwd_dnnl(ctx, &g, xc, wc, bc, y) : MS_ERR_UNSUPPORTED;
+      st = cdt != MS_F64 ? ms_cpu_conv2d_fwd_dnnl(ctx, &g, xc, wc, bc, y) : MS_ERR_UNSUPPORTED;
       if (st == MS_ERR_UNSUPPORTED) {
         ms_clear_error();
         st = ms_cpu_conv2d_fwd_ref(ctx, &g, xc, wc, bc, y);
@@ -157,6 +158,7 @@ int ms_conv2d_backward(ms_context *ctx, const ms_tensor *grad_out, const ms_tens
   if (st) return st;
   if (!dx && !dw && !db) return MS_OK;
   ms_dtype cdt = compute_dtype(x->dtype);
+  if (cdt == MS_BF16 && ((db && !dw) || g.c == 0)) cdt = MS_F32; /* bias-only: the f32 reducer */
   const ms_tensor *gc, *xc, *wc;
   ms_tensor *tg = NULL, *tx = NULL, *tw = NULL, *r[3] = {NULL, NULL, NULL};
   int64_t ws[4] = {g.o, g.c / g.g, g.kh, g.kw};
@@ -172,7 +174,7 @@ int ms_conv2d_backward(ms_context *ctx, const ms_tensor *grad_out, const ms_tens
       if (r[i] && (st = ms_fill_(ctx, r[i], 0))) goto done;
     if (r[2] && ms_numel(grad_out) > 0) ms_cpu_conv2d_bias_grad(ctx, &g, gc, r[2]);
   } else {
-    st = cdt == MS_F32 ? ms_cpu_conv2d_bwd_dnnl(ctx, &g, gc, xc, wc, r[0], r[1], r[2])
+    st = cdt != MS_F64 ? ms_cpu_conv2d_bwd_dnnl(ctx, &g, gc, xc, wc, r[0], r[1], r[2])
                        : MS_ERR_UNSUPPORTED;
     if (st == MS_ERR_UNSUPPORTED) {
       ms_clear_error();
