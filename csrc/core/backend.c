@@ -52,6 +52,12 @@ static const struct {
     E(MS_OP_CROSS_ENTROPY_BACKWARD, "cross_entropy_backward", cross_entropy_backward),
     E(MS_OP_CAT, "cat", cat),
     E(MS_OP_CONFUSION, "confusion_matrix", confusion),
+    E(MS_OP_MT_UNSCALE, "mt_unscale_", mt_unscale),
+    E(MS_OP_MT_SCALE_UPDATE, "mt_scale_update", mt_scale_update),
+    E(MS_OP_MT_SGD, "mt_sgd_step", mt_sgd),
+    E(MS_OP_MT_ADAMW, "mt_adamw_step", mt_adamw),
+    E(MS_OP_MT_NORM, "mt_norm", mt_norm),
+    E(MS_OP_MT_CLIP, "mt_clip_", mt_clip),
 };
 #undef E
 

@@ -52,6 +52,12 @@ typedef enum ms_op_id {
   MS_OP_CROSS_ENTROPY_BACKWARD,
   MS_OP_CAT,
   MS_OP_CONFUSION,
+  MS_OP_MT_UNSCALE,
+  MS_OP_MT_SCALE_UPDATE,
+  MS_OP_MT_SGD,
+  MS_OP_MT_ADAMW,
+  MS_OP_MT_NORM,
+  MS_OP_MT_CLIP,
   MS_OP_COUNT
 } ms_op_id;
 
@@ -183,6 +189,22 @@ typedef struct ms_backend {
    * ignore_index: MS_ERR_INVALID with *bad set (no message), nothing added. */
   int (*confusion)(ms_context *ctx, const ms_tensor *pred, const ms_tensor *label,
                    int64_t num_classes, int64_t ignore_index, ms_tensor *accum, ms_bad_value *bad);
+
+  /* multi-tensor steps (mixed precision, optimizers): contracts of csrc/cpu/multi_tensor.h, every
+   * tensor contiguous on this device; found_inf is an f32 flag tensor written without host sync */
+  int (*mt_unscale)(ms_context *ctx, ms_tensor *const *grads, int n, const ms_tensor *scale,
+                    ms_tensor *found_inf);
+  int (*mt_scale_update)(ms_context *ctx, ms_tensor *scale, ms_tensor *counters,
+                         const ms_tensor *found_inf, const ms_scaler_params *p);
+  int (*mt_sgd)(ms_context *ctx, ms_tensor *const *params, ms_tensor *const *grads,
+                ms_tensor *const *bufs, ms_tensor *const *master, int n, const ms_sgd_params *p,
+                const ms_tensor *found_inf);
+  int (*mt_adamw)(ms_context *ctx, ms_tensor *const *params, ms_tensor *const *grads,
+                  ms_tensor *const *m, ms_tensor *const *v, ms_tensor *const *master, int n,
+                  const ms_adamw_params *p, ms_tensor *step, const ms_tensor *found_inf);
+  int (*mt_norm)(ms_context *ctx, ms_tensor *const *ts, int n, ms_tensor *out);
+  int (*mt_clip)(ms_context *ctx, ms_tensor *const *ts, int n, const ms_tensor *norm,
+                 double max_norm);
 
   /* streams and events: record marks the point in s's work; wait makes s wait for it;
    * synchronize blocks the host until it completed. */

@@ -1,5 +1,6 @@
-/* conv_dnnl.c: f32 conv2d forward / backward-data / backward-weights through oneDNN, with the
- * primitives, their reorders and memory objects cached per shape in the context. */
+/* conv_dnnl.c: f32 and bf16 conv2d forward / backward-data / backward-weights through oneDNN
+ * (bf16: the native avx512_core_bf16 kernels, f32 accumulation), with the primitives, their
+ * reorders and memory objects cached per shape and dtype in the context. */
 #include <dnnl.h>
 #include <stdlib.h>
 
@@ -57,14 +58,14 @@ static int fmt_mode(const ms_conv_geom *g, int kind) {
 }
 
 /* Algorithm: 0 direct, 1 winograd (3x3 stride 1 only; falls back to direct when unavailable). */
-static int algo_choice(const ms_conv_geom *g) {
+static int algo_choice(const ms_conv_geom *g, dnnl_data_type_t dt) {
   static int forced = -1;
   if (forced == -1) {
     const char *e = getenv("MS_CONV_ALGO");
     forced = e && !strcmp(e, "direct") ? 0 : e && !strcmp(e, "winograd") ? 1 : -2;
   }
-  int eligible = g->kh == 3 && g->kw == 3 && g->sh == 1 && g->sw == 1 && g->dh == 1 && g->dw == 1 &&
-                 g->g == 1 && g->c % 16 == 0 && g->o % 16 == 0;
+  int eligible = dt == dnnl_f32 && g->kh == 3 && g->kw == 3 && g->sh == 1 && g->sw == 1 &&
+                 g->dh == 1 && g->dw == 1 && g->g == 1 && g->c % 16 == 0 && g->o % 16 == 0;
   if (!eligible) return 0;
   if (forced >= 0) return forced;
   /* oneDNN's avx512 f32 Winograd F(4x4, 3x3) ran fwd, bwd-data and bwd-weights 2-2.5x faster
@@ -73,9 +74,10 @@ static int algo_choice(const ms_conv_geom *g) {
   return 1;
 }
 
-static void make_key(int64_t *key, int kind, const ms_conv_geom *g, int has_bias, int mode) {
+static void make_key(int64_t *key, int kind, const ms_conv_geom *g, int has_bias, int mode,
+                     dnnl_data_type_t dt) {
   memset(key, 0, sizeof(int64_t) * MS_DNNL_KEY_LEN);
-  int64_t v[] = {kind + 16 * (int64_t)mode + 64 * (int64_t)algo_choice(g),
+  int64_t v[] = {kind + 16 * (int64_t)mode + 64 * (int64_t)algo_choice(g, dt) + 256 * (int64_t)dt,
                  g->n,
                  g->c,
                  g->h,
@@ -109,7 +111,7 @@ static const char *kind_name(int kind) { return kind == KIND_FWD ? "conv2d" : "c
 
 /* Builds the plan for one kind of conv computation. */
 static int plan_create(ms_dnnl *d, int kind, const ms_conv_geom *g, int has_bias, int mode,
-                       dnnl_alg_kind_t alg, conv_plan **out) {
+                       dnnl_alg_kind_t alg, dnnl_data_type_t dt, conv_plan **out) {
   const char *op = kind_name(kind);
   int st = MS_OK;
   dnnl_primitive_desc_t hint = NULL, pd = NULL, rpd = NULL;
@@ -124,14 +126,14 @@ static int plan_create(ms_dnnl *d, int kind, const ms_conv_geom *g, int has_bias
   int wnd = g->g > 1 ? 5 : 4;
   int64_t *wdims = g->g > 1 ? dw5 : dw4;
   dnnl_format_tag_t wtag = g->g > 1 ? dnnl_goihw : dnnl_oihw;
-  CK(dnnl_memory_desc_init_by_tag(&u_src, 4, ds, dnnl_f32, dnnl_nchw));
-  CK(dnnl_memory_desc_init_by_tag(&u_dst, 4, dd, dnnl_f32, dnnl_nchw));
-  CK(dnnl_memory_desc_init_by_tag(&u_wei, wnd, wdims, dnnl_f32, wtag));
-  CK(dnnl_memory_desc_init_by_tag(&bmd, 1, db, dnnl_f32, dnnl_a));
+  CK(dnnl_memory_desc_init_by_tag(&u_src, 4, ds, dt, dnnl_nchw));
+  CK(dnnl_memory_desc_init_by_tag(&u_dst, 4, dd, dt, dnnl_nchw));
+  CK(dnnl_memory_desc_init_by_tag(&u_wei, wnd, wdims, dt, wtag));
+  CK(dnnl_memory_desc_init_by_tag(&bmd, 1, db, dt, dnnl_a));
   if (mode == FMT_ANY) {
-    CK(dnnl_memory_desc_init_by_tag(&a_src, 4, ds, dnnl_f32, dnnl_format_tag_any));
-    CK(dnnl_memory_desc_init_by_tag(&a_dst, 4, dd, dnnl_f32, dnnl_format_tag_any));
-    CK(dnnl_memory_desc_init_by_tag(&a_wei, wnd, wdims, dnnl_f32, dnnl_format_tag_any));
+    CK(dnnl_memory_desc_init_by_tag(&a_src, 4, ds, dt, dnnl_format_tag_any));
+    CK(dnnl_memory_desc_init_by_tag(&a_dst, 4, dd, dt, dnnl_format_tag_any));
+    CK(dnnl_memory_desc_init_by_tag(&a_wei, wnd, wdims, dt, dnnl_format_tag_any));
   } else {
     a_src = u_src;
     a_dst = u_dst;
@@ -220,17 +222,17 @@ done:
 }
 
 static int plan_get(ms_dnnl *d, int kind, const ms_conv_geom *g, int has_bias, int mode,
-                    conv_plan **out) {
+                    dnnl_data_type_t dt, conv_plan **out) {
   int64_t key[MS_DNNL_KEY_LEN];
-  make_key(key, kind, g, has_bias, mode);
+  make_key(key, kind, g, has_bias, mode, dt);
   conv_plan *pl = ms_dnnl_cache_find(d, key);
   if (!pl) {
-    int wino = algo_choice(g);
+    int wino = algo_choice(g, dt);
     int st = plan_create(d, kind, g, has_bias, mode,
-                         wino ? dnnl_convolution_winograd : dnnl_convolution_direct, &pl);
+                         wino ? dnnl_convolution_winograd : dnnl_convolution_direct, dt, &pl);
     if (st == MS_ERR_UNSUPPORTED && wino) { /* no Winograd kernel for this case: direct */
       ms_clear_error();
-      st = plan_create(d, kind, g, has_bias, mode, dnnl_convolution_direct, &pl);
+      st = plan_create(d, kind, g, has_bias, mode, dnnl_convolution_direct, dt, &pl);
     }
     if (st) return st;
     ms_dnnl_cache_put(d, key, pl, plan_free);
@@ -290,14 +292,29 @@ done:
   return st;
 }
 
+/* oneDNN's type for x's dtype (f32 or bf16), or fails as unsupported. */
+static int dnnl_type(const ms_tensor *x, const char *op, dnnl_data_type_t *dt) {
+  if (x->dtype == MS_F32 || x->dtype == MS_BF16) {
+    *dt = x->dtype == MS_F32 ? dnnl_f32 : dnnl_bf16;
+    return MS_OK;
+  }
+  return ms_fail(MS_ERR_UNSUPPORTED, "%s: oneDNN path takes f32 or bf16, got %s", op, ms_desc(x));
+}
+
+/* bf16 runs the blocked layouts, where oneDNN has its avx512_core_bf16 kernels. */
+static int fmt_for(const ms_conv_geom *g, int kind, dnnl_data_type_t dt) {
+  return dt == dnnl_bf16 ? FMT_ANY : fmt_mode(g, kind);
+}
+
 int ms_cpu_conv2d_fwd_dnnl(ms_context *ctx, const ms_conv_geom *g, const ms_tensor *x,
                            const ms_tensor *w, const ms_tensor *b, ms_tensor *y) {
-  if (x->dtype != MS_F32)
-    return ms_fail(MS_ERR_UNSUPPORTED, "conv2d: oneDNN path takes f32, got %s", ms_desc(x));
+  dnnl_data_type_t dt = dnnl_f32;
+  int st = dnnl_type(x, "conv2d", &dt);
+  if (st) return st;
   ms_dnnl *d;
   conv_plan *pl;
-  int st = ms_dnnl_get(ctx, &d);
-  if (!st) st = plan_get(d, KIND_FWD, g, b != NULL, fmt_mode(g, KIND_FWD), &pl);
+  st = ms_dnnl_get(ctx, &d);
+  if (!st) st = plan_get(d, KIND_FWD, g, b != NULL, fmt_for(g, KIND_FWD, dt), dt, &pl);
   if (st) return st;
   void *ptr[3] = {ms_data(x), ms_data(w), ms_data(y)};
   return plan_run(d, pl, ptr, b ? ms_data(b) : NULL, 0, 0, "conv2d");
@@ -307,14 +324,15 @@ int ms_cpu_conv2d_bwd_dnnl(ms_context *ctx, const ms_conv_geom *g, const ms_tens
                            const ms_tensor *x, const ms_tensor *w, ms_tensor *dx, ms_tensor *dw,
                            ms_tensor *db) {
   const char *op = "conv2d_backward";
-  if (x->dtype != MS_F32)
-    return ms_fail(MS_ERR_UNSUPPORTED, "%s: oneDNN path takes f32, got %s", op, ms_desc(x));
+  dnnl_data_type_t dt = dnnl_f32;
+  int st = dnnl_type(x, op, &dt);
+  if (st) return st;
   ms_dnnl *d;
   conv_plan *pd = NULL, *pw = NULL;
 
-  int st = ms_dnnl_get(ctx, &d);
-  if (!st && dx) st = plan_get(d, KIND_BWD_DATA, g, 0, fmt_mode(g, KIND_BWD_DATA), &pd);
-  if (!st && dw) st = plan_get(d, KIND_BWD_W, g, db != NULL, fmt_mode(g, KIND_BWD_W), &pw);
+  st = ms_dnnl_get(ctx, &d);
+  if (!st && dx) st = plan_get(d, KIND_BWD_DATA, g, 0, fmt_for(g, KIND_BWD_DATA, dt), dt, &pd);
+  if (!st && dw) st = plan_get(d, KIND_BWD_W, g, db != NULL, fmt_for(g, KIND_BWD_W, dt), dt, &pw);
   if (st) return st;
   int have_gy = 0;
   if (pd) {

@@ -6,7 +6,9 @@
 #include "conv_cpu.h"
 #include "ew_kernels.h"
 #include "mcsl_kernels.h"
+#include "multi_tensor.h"
 #include "npr_kernels.h"
+#include "precision.h"
 
 /* The precision policy of the CPU, in one place: these families have f32 and f64 kernels only,
  * so f16 and bf16 compute in f32 (csrc/ops converts in and out); every other family runs each
@@ -15,6 +17,10 @@ static int cpu_supports(ms_op_id op, ms_dtype dtype, ms_dtype *compute) {
   switch (op) {
   case MS_OP_CONV2D:
   case MS_OP_CONV2D_BACKWARD:
+    /* bf16 natively through oneDNN where the CPU has AVX512-BF16 (precision.c) */
+    if (!ms_dtype_is_float(dtype)) return 0;
+    *compute = ms_cpu_compute_dtype("conv2d", dtype);
+    return 1;
   case MS_OP_BATCH_NORM:
   case MS_OP_BATCH_NORM_BACKWARD:
   case MS_OP_LAYER_NORM:
@@ -117,6 +123,12 @@ const ms_backend ms_cpu_backend = {
     .cross_entropy_backward = ms_cpu_cross_entropy_backward,
     .cat = ms_cpu_cat,
     .confusion = ms_cpu_confusion_tensors,
+    .mt_unscale = ms_cpu_mt_unscale,
+    .mt_scale_update = ms_cpu_mt_scale_update,
+    .mt_sgd = ms_cpu_mt_sgd,
+    .mt_adamw = ms_cpu_mt_adamw,
+    .mt_norm = ms_cpu_mt_norm,
+    .mt_clip = ms_cpu_mt_clip,
     .event_record = cpu_event_record,
     .event_wait = cpu_event_wait,
     .event_synchronize = cpu_event_synchronize,

@@ -1,6 +1,7 @@
 /* cuda_table.c: the CUDA backend table and its precision policy, registered at context init. */
 #include "../core/backend.h"
 #include "cuda_backend.h"
+#include "cuda_multi_tensor.h"
 
 /* The families ported so far; every dtype they accept runs natively. */
 static int cuda_supports(ms_op_id op, ms_dtype dtype, ms_dtype *compute) {
@@ -18,7 +19,13 @@ static int cuda_supports(ms_op_id op, ms_dtype dtype, ms_dtype *compute) {
   case MS_OP_UNARY_BACKWARD:
   case MS_OP_WHERE:
   case MS_OP_AXPY:
-  case MS_OP_REDUCE: *compute = dtype; return 1;
+  case MS_OP_REDUCE:
+  case MS_OP_MT_UNSCALE:
+  case MS_OP_MT_SCALE_UPDATE:
+  case MS_OP_MT_SGD:
+  case MS_OP_MT_ADAMW:
+  case MS_OP_MT_NORM:
+  case MS_OP_MT_CLIP: *compute = dtype; return 1;
   default: return 0;
   }
 }
@@ -47,6 +54,12 @@ static const ms_backend cuda_backend = {
     .where = ms_cuda_where,
     .axpy = ms_cuda_axpy,
     .reduce = cuda_reduce,
+    .mt_unscale = ms_cuda_mt_unscale,
+    .mt_scale_update = ms_cuda_mt_scale_update,
+    .mt_sgd = ms_cuda_mt_sgd,
+    .mt_adamw = ms_cuda_mt_adamw,
+    .mt_norm = ms_cuda_mt_norm,
+    .mt_clip = ms_cuda_mt_clip,
     .event_record = ms_cuda_event_record,
     .event_wait = ms_cuda_event_wait,
     .event_synchronize = ms_cuda_event_synchronize,

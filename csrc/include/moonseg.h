@@ -231,6 +231,51 @@ int ms_where(ms_context *ctx, const ms_tensor *cond, const ms_tensor *a, const m
 /* dst += alpha * src (src broadcast to dst): the optimizer's axpy. */
 int ms_axpy_(ms_context *ctx, ms_tensor *dst, double alpha, const ms_tensor *src);
 
+/* ---- multi-tensor steps: mixed precision and optimizers (one call per step) -------- */
+/* Every array holds n tensors of one device; each tensor contiguous. scale and found_inf
+ * are f32 [1] tensors on that device, so no call reads a value back to the host. */
+/* grads[i] *= 1/scale; found_inf becomes 1 when any gradient holds inf or nan (it is
+ * never reset here: zero it once per step). The flag is written without atomics. */
+int ms_mt_unscale_(ms_context *ctx, ms_tensor *const *grads, int n, const ms_tensor *scale,
+                   ms_tensor *found_inf);
+typedef struct ms_scaler_params {
+  int32_t dynamic;         /* 0: static scale, never changed */
+  int32_t growth_interval; /* good steps in a row before the scale grows (2000) */
+  double growth_factor;    /* 2 */
+  double backoff_factor;   /* 0.5 */
+  double min_scale;        /* floor (1): never 0 */
+  double max_scale;        /* ceiling: never inf */
+} ms_scaler_params;
+/* After a step: counters i64 [2] = {good steps in a row, skipped steps}. An overflowing
+ * step (found_inf = 1) counts as skipped and, when dynamic, multiplies scale by backoff;
+ * growth_interval good steps in a row multiply it by growth. */
+int ms_mt_scale_update(ms_context *ctx, ms_tensor *scale, ms_tensor *counters,
+                       const ms_tensor *found_inf, const ms_scaler_params *p);
+typedef struct ms_sgd_params {
+  double lr;
+  double momentum;     /* 0: momentum_bufs may be NULL */
+  double weight_decay; /* Paddle's L2: g += wd * w before momentum */
+} ms_sgd_params;
+/* v = mu v + (g + wd w); w -= lr v. With master (f32 copies, or NULL) the update is made on
+ * master[i] and params[i] = master[i] cast to its dtype. momentum buffers have the dtype of the
+ * tensor updated. found_inf (or NULL) set: nothing changes. */
+int ms_mt_sgd_step(ms_context *ctx, ms_tensor *const *params, ms_tensor *const *grads,
+                   ms_tensor *const *momentum_bufs, ms_tensor *const *master, int n,
+                   const ms_sgd_params *p, const ms_tensor *found_inf);
+typedef struct ms_adamw_params {
+  double lr, beta1, beta2, eps, weight_decay; /* decoupled decay: w *= 1 - lr wd */
+} ms_adamw_params;
+/* AdamW with bias correction from step (i64 [1], incremented unless found_inf is set). */
+int ms_mt_adamw_step(ms_context *ctx, ms_tensor *const *params, ms_tensor *const *grads,
+                     ms_tensor *const *exp_avg, ms_tensor *const *exp_avg_sq,
+                     ms_tensor *const *master, int n, const ms_adamw_params *p, ms_tensor *step,
+                     const ms_tensor *found_inf);
+/* out (f32 [1]) = the L2 norm of all elements of all tensors together. */
+int ms_mt_norm(ms_context *ctx, ms_tensor *const *ts, int n, ms_tensor *out);
+/* ts[i] *= min(1, max_norm / (norm + 1e-6)) with norm an f32 [1] tensor (gradient clipping). */
+int ms_mt_clip_(ms_context *ctx, ms_tensor *const *ts, int n, const ms_tensor *norm,
+                double max_norm);
+
 /* ---- reductions (dims 0-based; ndims = 0 reduces over all) ----------------- */
 typedef enum ms_redop {
   MS_RED_SUM = 0,

@@ -70,6 +70,10 @@ require "moonseg.serialize"(ms, Tensor, L)
 
 -- Modules that require "moonseg" themselves load once ms is complete.
 package.loaded.moonseg = ms
+-- Mixed precision: the autocast policy wraps the ops before any module captures them.
+ms.amp = require "moonseg.amp"
+ms.amp.install()
+ms.autocast = ms.amp.autocast
 ms.nn = require "moonseg.nn"
 ms.optim = require "moonseg.optim"
 ms.losses = require "moonseg.losses"

@@ -28,6 +28,8 @@ while i <= #arg do
   elseif k == "--stdc2" then a.stdc2 = true
   elseif k == "--channels_last" then a.channels_last = true
   elseif k == "--profile" then a.profile = true
+  elseif k == "--precision" then a.precision = arg[i + 1]; i = i + 1
+  elseif k == "--amp_level" then a.amp_level = arg[i + 1]; i = i + 1
   elseif k == "--device" then
     if arg[i + 1] ~= "cpu" then error("train_step.lua: only --device cpu is supported") end
     i = i + 1
@@ -35,12 +37,18 @@ while i <= #arg do
   i = i + 1
 end
 
+-- --precision bf16|fp16 [--amp_level O1|O2]: the training engine's mixed precision (autocast
+-- around forward and loss; fp16 with the dynamic GradScaler, as moonseg trains it).
+local half = ({ bf16 = "bf16", fp16 = "f16", fp32 = false })[a.precision or "fp32"]
+if half == nil then error("train_step.lua: --precision must be fp32, bf16 or fp16") end
 ms.set_num_threads(a.threads)
 ms.manual_seed(0)
 local m = ms.models.PPLiteSeg { num_classes = 19, backbone = a.stdc2 and "STDC2" or "STDC1" }
 m:train()
 local nparams = m:num_parameters()
 local opt = ms.optim.SGD { m, lr = 0.01, momentum = 0.9, weight_decay = 5e-4 }
+local scaler = half == "f16" and ms.amp.GradScaler {} or nil
+if half and a.amp_level == "O2" then ms.amp.decorate(m, opt, half) end
 local x = ms.randn(a.batch, 3, a.h, a.w)
 local y = ms.randint(0, 19, { a.batch, a.h, a.w })
 
@@ -89,16 +97,36 @@ if prof then
   end
 end
 
-local function step()
+local function fwd()
   local outs = m(x)
   local loss
   for k = 1, #outs do
     local l = F.cross_entropy(outs[k], y, { ignore_index = 255 })
     loss = loss and loss + l or l
   end
+  return outs, loss
+end
+local function forward()
+  if half then return ms.autocast(half, fwd) end
+  return fwd()
+end
+local function backward(loss)
+  if scaler then scaler:scale(loss):backward() else loss:backward() end
+end
+local function opt_step()
+  if scaler then
+    scaler:step(opt)
+    scaler:update()
+  else
+    opt:step()
+  end
+end
+
+local function step()
+  local _, loss = forward()
   opt:zero_grad()
-  loss:backward()
-  opt:step()
+  backward(loss)
+  opt_step()
   return loss
 end
 
@@ -122,17 +150,12 @@ local flt0 = minflt()
 local times, phases = {}, { fwd = {}, bwd = {}, opt = {} }
 for _ = 1, a.steps do
   local t0 = now()
-  local outs = m(x)
-  local loss
-  for k = 1, #outs do
-    local l = F.cross_entropy(outs[k], y, { ignore_index = 255 })
-    loss = loss and loss + l or l
-  end
+  local outs, loss = forward()
   local t1 = now()
   opt:zero_grad()
-  loss:backward()
+  backward(loss)
   local t2 = now()
-  opt:step()
+  opt_step()
   local t3 = now()
   times[#times + 1] = t3 - t0
   table.insert(phases.fwd, t1 - t0); table.insert(phases.bwd, t2 - t1); table.insert(phases.opt, t3 - t2)
@@ -166,9 +189,10 @@ local dt = stat(times)
 local mem = ms.memory_stats()
 print(string.format('{"impl": "moonseg", "params": %d, "step_s": %.4f, "img_per_s": %.2f, ' ..
   '"fwd_s": %.4f, "bwd_s": %.4f, "opt_s": %.4f, "peak_rss_mb": %.1f, "tensor_peak_mb": %.1f, "minflt_per_step": %d, ' ..
-  '"batch": %d, "size": [%d, %d], "threads": %d, "steps": %d, "stat": "%s"}',
+  '"batch": %d, "size": [%d, %d], "threads": %d, "steps": %d, "stat": "%s", "precision": "%s%s"}',
   nparams, dt, a.batch / dt, stat(phases.fwd), stat(phases.bwd), stat(phases.opt),
-  vmhwm_mb() or -1, mem.peak / 2 ^ 20, faults, a.batch, a.h, a.w, a.threads, a.steps, a.stat))
+  vmhwm_mb() or -1, mem.peak / 2 ^ 20, faults, a.batch, a.h, a.w, a.threads, a.steps, a.stat,
+  a.precision or "fp32", half and (" " .. (a.amp_level or "O1")) or ""))
 
 if prof then
   local rows = {}

@@ -28,8 +28,11 @@ function M.spec(d)
     { "backbone", "string", d.backbone, "STDC1 (PP-LiteSeg-T) or STDC2 (PP-LiteSeg-B)", choices = { "STDC1", "STDC2" } },
     { "crop_size", "size", d.crop_size, "training crop W H" },
     { "pretrained", "string", nil, "weights to start from (safetensors; see recipes/tools/convert_pdparams.py)" },
-    { "precision", "string", "fp32", "fp32 (fp16/bf16 need the CUDA backend)", choices = { "fp32", "fp16", "bf16" } },
-    { "amp_level", "string", "O1", "O1 or O2 (with --precision fp16/bf16)", choices = { "O1", "O2" } },
+    { "precision", "string", "fp32", "fp32, or mixed precision fp16 / bf16 (bf16 is native on AVX512-BF16 CPUs)",
+      choices = { "fp32", "fp16", "bf16" } },
+    { "amp_level", "string", "O1", "O1 (autocast) or O2 (half weights, f32 masters) with --precision fp16/bf16",
+      choices = { "O1", "O2" } },
+    { "scale_loss", "string", nil, "fp16 loss scaling: dynamic (default, init 1024) or a static number" },
     { "threads", "int", nil, "CPU threads (default: all cores)", min = 1 },
     { "log_dir", "string", nil, "also append the log to log_dir/train.log (launching: workerlog.N, default log)" },
     { "skip_bad", "bool", false, "skip unreadable or invalid samples (logged, counted) instead of stopping" },
@@ -68,8 +71,18 @@ function M.parse(defaults, argv, prog, extra)
   local okd, dev = pcall(devices.parse, cfg.device)
   if not okd then usage_error(dev) end
   cfg.device = dev -- "auto" is settled in run(), once the model exists to ask about
-  if cfg.precision ~= "fp32" then
-    usage_error("--precision " .. cfg.precision .. ": mixed precision needs the CUDA backend, which is not available yet")
+  -- [amp] --scale_loss is for fp16 only
+  if cfg.scale_loss ~= nil then
+    if cfg.precision == "bf16" then
+      usage_error("--scale_loss: not with --precision bf16: bf16 has f32's exponent range, so gradients " ..
+        "do not underflow and need no loss scaling")
+    elseif cfg.precision ~= "fp16" then
+      usage_error("--scale_loss: loss scaling is for --precision fp16 (got --precision " .. cfg.precision .. ")")
+    end
+    local v = tonumber(cfg.scale_loss)
+    if cfg.scale_loss ~= "dynamic" and not (v and v > 0 and v < math.huge) then
+      usage_error("--scale_loss must be 'dynamic' or a number > 0, got '" .. cfg.scale_loss .. "'")
+    end
   end
   if cfg.threads then ms.set_num_threads(cfg.threads) end
   return cfg

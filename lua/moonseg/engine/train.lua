@@ -61,6 +61,9 @@ function M.train(cfg)
   local ema = cfg.use_ema and EMA.new(model, cfg.ema_decay or 0.99) or nil
   local writer = main and cfg.tensorboard ~= false and ms.tensorboard.SummaryWriter(save_dir) or nil
 
+  -- [amp] --precision fp16|bf16, --amp_level O1|O2, --scale_loss (engine/amp_setup.lua)
+  local mp = require("moonseg.engine.amp_setup").setup(cfg, model, opt)
+
   local start, best, best_iter, stale = 0, -1, -1, 0
   if cfg.resume_model then
     local r = ckpt.load(cfg.resume_model)
@@ -75,6 +78,7 @@ function M.train(cfg)
     if s.rng then ms.set_rng_state(s.rng) end
     if s.data_position then loader:seek(s.data_position) end
     if s.optimizer_state and opt.load_extra_state then opt:load_extra_state(s.optimizer_state) end
+    mp:load_state(s)
     log.info(string.format("Resume model from %s (iter %d)", cfg.resume_model, start))
   end
 
@@ -94,13 +98,18 @@ function M.train(cfg)
     local t_read = ms.time() - t0
     local lr = cfg.lr_schedule(iter - 1)
     opt.lr = lr
-    local logits = model(images)
-    local loss = ms.losses.multi_output(losses, coefs, logits, labels)
+    local logits, loss = mp:forward(function()
+      local lg = model(images)
+      return lg, ms.losses.multi_output(losses, coefs, lg, labels)
+    end)
     opt:zero_grad()
-    loss:backward()
+    mp:backward(loss)
     if cfg.grad_sync then cfg.grad_sync(model) end
-    if cfg.clip_grad_norm then ms.optim.clip_grad_norm(model:parameters(), cfg.clip_grad_norm) end
-    opt:step()
+    if cfg.clip_grad_norm then
+      mp:unscale(opt)
+      ms.optim.clip_grad_norm(model:parameters(), cfg.clip_grad_norm)
+    end
+    mp:step(opt)
     if ema then ema:update(model) end
     local l = loss:item()
     if l ~= l then error(string.format("training diverged: loss is nan at iter %d (lr %g)", iter, lr), 0) end
@@ -114,13 +123,14 @@ function M.train(cfg)
       local bc, rc = batch_cost / n_avg, reader_cost / n_avg
       local remain = (iters - iter) * bc
       log.info(string.format("[TRAIN] epoch: %d, iter: %d/%d, loss: %.4f, lr: %.6f, batch_cost: %.4f, " ..
-        "reader_cost: %.5f, ips: %.4f samples/sec | ETA %s", epoch + 1, iter, iters, avg_loss / n_avg, lr,
-        bc, rc, bs * world / bc, log.eta(remain)))
+        "reader_cost: %.5f, ips: %.4f samples/sec%s | ETA %s", epoch + 1, iter, iters, avg_loss / n_avg, lr,
+        bc, rc, bs * world / bc, mp:log_text(), log.eta(remain)))
       if writer then
         writer:add_scalar("Train/loss", avg_loss / n_avg, iter)
         writer:add_scalar("Train/lr", lr, iter)
         writer:add_scalar("Train/batch_cost", bc, iter)
         writer:add_scalar("Train/reader_cost", rc, iter)
+        mp:add_scalars(writer, iter)
       end
       avg_loss, n_avg, batch_cost, reader_cost = 0, 0, 0, 0
     end
@@ -132,12 +142,12 @@ function M.train(cfg)
             num_classes = nc, ignore_index = cfg.ignore_index, aug = cfg.eval_aug,
             num_workers = cfg.num_workers, rank = rank, world_size = world, all_reduce = cfg.metric_sync })
         end
-        local r = ema and ema:with_weights(model, run_eval) or run_eval()
+        local r = mp:eval_scope(function() return ema and ema:with_weights(model, run_eval) or run_eval() end)
         last_eval = r
         if r.miou > best then
           best, best_iter, stale = r.miou, iter, 0
           if main then
-            ckpt.save(save_dir .. "/best_model", { model = ema and { state_dict = function() return ema:state_dict() end } or model,
+            ckpt.save(save_dir .. "/best_model", { model = ema and { state_dict = function() return ema:state_dict() end } or mp:checkpoint_model(),
               state = { iter = iter, miou = r.miou, acc = r.acc, kappa = r.kappa, dice = r.mdice } })
           end
         else
@@ -149,17 +159,17 @@ function M.train(cfg)
           writer:add_scalar("Evaluate/Acc", r.acc, iter)
           writer:add_scalar("Evaluate/Kappa", r.kappa, iter)
           writer:add_scalar("Evaluate/Dice", r.mdice, iter)
-          local shots = overlay_images(model, cfg.val_dataset, cfg.val_transforms, cfg.tb_images or 3, nc)
+          local shots = mp:eval_scope(function() return overlay_images(model, cfg.val_dataset, cfg.val_transforms, cfg.tb_images or 3, nc) end)
           for i, img in ipairs(shots) do writer:add_image("Evaluate/prediction_" .. i, img, iter) end
           writer:flush()
         end
       end
       if main then
-        ckpt.save(save_dir .. "/iter_" .. iter, { model = model, optimizer = opt, ema = ema, state = {
+        ckpt.save(save_dir .. "/iter_" .. iter, { model = mp:checkpoint_model(), optimizer = opt, ema = ema, state = {
           iter = iter, epoch = loader:position().epoch, data_position = loader:position(),
           rng = ms.get_rng_state(), best_miou = best, best_iter = best_iter, evals_since_best = stale,
           ema_step = ema and ema.step or nil, moonseg = ms.version,
-          optimizer_state = opt.extra_state and opt:extra_state() or nil } })
+          optimizer_state = opt.extra_state and opt:extra_state() or nil, scaler = mp:scaler_state() } })
         ckpt.prune(save_dir, cfg.keep_checkpoint_max or 5)
       end
       if cfg.early_stop_intervals and cfg.early_stop_intervals > 0 and stale >= cfg.early_stop_intervals then

@@ -1,10 +1,12 @@
 -- optim: SGD (momentum, L2 weight decay as Paddle applies it), AdamW, LR schedules.
 local ms = require "moonseg"
+local mt = require "moonseg.multi_tensor"
 local optim = {}
 
--- A copy of saved state v on param p's device, in p's dtype (a checkpoint from another device loads).
+-- A copy of saved state v on param p's device, in v's own dtype (state serves the f32 master
+-- when there is one): a checkpoint from another device loads.
 local function state_like(v, p)
-  local t = v:to(p)
+  local t = v:to(p:device_str())
   if t == v then t = v:clone() end
   return t
 end
@@ -25,26 +27,59 @@ setmetatable(optim.SGD, { __call = function(cls, o)
   return self
 end })
 
-function optim.SGD:step()
-  ms.no_grad(function()
-    for i, p in ipairs(self.params) do
-      local g = p.grad
-      if g then
-        if self.weight_decay ~= 0 then g = g + p * self.weight_decay end
-        if self.momentum ~= 0 then
-          local v = self.state[i]
-          if not v then
-            v = ms.zeros_like(p)
-            self.state[i] = v
-          end
-          v:mul_(self.momentum):add_(g)
-          g = v
-        end
-        p:add_(g, -self.lr)
-      end
+-- The tensor each step updates: the f32 master copy when there is one, else the parameter.
+local function target(self, i) return self.master and self.master[i] or self.params[i] end
+
+-- Parameters that have a gradient, with their grads (and masters): the lists one C call takes.
+local function with_grads(self)
+  local idx, ps, gs, ws = {}, {}, {}, self.master and {} or nil
+  for i, p in ipairs(self.params) do
+    if p.grad then
+      idx[#idx + 1], ps[#ps + 1], gs[#gs + 1] = i, p, p.grad
+      if ws then ws[#ws + 1] = self.master[i] end
     end
-  end)
+  end
+  return idx, ps, gs, ws
 end
+
+-- State tensors follow the dtype and device of the tensor they serve.
+local function zeros_like(t) return ms.zeros(t:size(), { dtype = t:type(), device = t:device_str() }) end
+
+-- Keeps f32 master copies of the parameters (O2: the model then holds half weights); call it
+-- while the parameters are still f32. The update is made on the masters; checkpoints save them.
+function optim.enable_master_weights(self)
+  self.master = {}
+  for i, p in ipairs(self.params) do
+    self.master[i] = ms.no_grad(function() return p:to("f32"):clone() end)
+  end
+end
+
+-- "master.i" entries of a state dict (O2): the f32 weights the updates are made on.
+local function load_master(self, k, v)
+  local i = tonumber(k:match("^master%.(%d+)$"))
+  if not i then return false end
+  if not self.params[i] then error("load_state_dict: master weight " .. k .. " has no parameter", 3) end
+  self.master = self.master or {}
+  self.master[i] = v:to(self.params[i]:device_str(), "f32"):clone()
+  return true
+end
+
+-- step(found_inf): one fused C call over all parameters with a gradient; nothing changes when
+-- found_inf (an f32 [1] tensor, GradScaler's) is set.
+function optim.SGD:step(found_inf)
+  local idx, ps, gs, ws = with_grads(self)
+  if #ps == 0 then return end
+  local bufs
+  if self.momentum ~= 0 then
+    bufs = {}
+    for k, i in ipairs(idx) do
+      if not self.state[i] then self.state[i] = zeros_like(target(self, i)) end
+      bufs[k] = self.state[i]
+    end
+  end
+  mt.sgd_step(ps, gs, bufs, ws, self, found_inf)
+end
+optim.SGD.enable_master_weights = optim.enable_master_weights
 
 function optim.SGD:zero_grad()
   for _, p in ipairs(self.params) do p.grad = nil end
@@ -53,14 +88,17 @@ end
 function optim.SGD:state_dict()
   local sd = {}
   for i, v in pairs(self.state) do sd["momentum." .. i] = v end
+  for i, w in pairs(self.master or {}) do sd["master." .. i] = w end
   return sd
 end
 
 function optim.SGD:load_state_dict(sd)
   for k, v in pairs(sd) do
-    local i = tonumber(k:match("^momentum%.(%d+)$"))
-    if not i or not self.params[i] then error("SGD:load_state_dict: unexpected key " .. k, 2) end
-    self.state[i] = state_like(v, self.params[i])
+    if not load_master(self, k, v) then
+      local i = tonumber(k:match("^momentum%.(%d+)$"))
+      if not i or not self.params[i] then error("SGD:load_state_dict: unexpected key " .. k, 2) end
+      self.state[i] = state_like(v, self.params[i])
+    end
   end
 end
 
@@ -73,27 +111,19 @@ setmetatable(optim.AdamW, { __call = function(cls, o)
     eps = o.eps or 1e-8, weight_decay = o.weight_decay or 0.01, t = 0, m = {}, v = {} }, cls)
 end })
 
-function optim.AdamW:step()
-  self.t = self.t + 1
-  local bc1, bc2 = 1 - self.beta1 ^ self.t, 1 - self.beta2 ^ self.t
-  ms.no_grad(function()
-    for i, p in ipairs(self.params) do
-      local g = p.grad
-      if g then
-        local m, v = self.m[i], self.v[i]
-        if not m then
-          m, v = ms.zeros_like(p), ms.zeros_like(p)
-          self.m[i], self.v[i] = m, v
-        end
-        p:mul_(1 - self.lr * self.weight_decay)
-        m:mul_(self.beta1):add_(g, 1 - self.beta1)
-        v:mul_(self.beta2):add_(g * g, 1 - self.beta2)
-        local denom = (v / bc2):sqrt():add_(self.eps)
-        p:add_(m / denom, -self.lr / bc1)
-      end
-    end
-  end)
+function optim.AdamW:step(found_inf)
+  local idx, ps, gs, ws = with_grads(self)
+  if #ps == 0 then return end
+  if not self.step_t then self.step_t = ms.full({ 1 }, self.t, { dtype = "i64", device = ps[1]:device_str() }) end
+  local m, v = {}, {}
+  for k, i in ipairs(idx) do
+    if not self.m[i] then self.m[i], self.v[i] = zeros_like(target(self, i)), zeros_like(target(self, i)) end
+    m[k], v[k] = self.m[i], self.v[i]
+  end
+  mt.adamw_step(ps, gs, m, v, ws, self, self.step_t, found_inf)
+  if not found_inf then self.t = self.t + 1 end -- else step_t says (read back at save time)
 end
+optim.AdamW.enable_master_weights = optim.enable_master_weights
 optim.AdamW.zero_grad = optim.SGD.zero_grad
 
 -- PolynomialDecay{learning_rate, decay_steps, end_lr=0, power=0.9, warmup_iters=0, warmup_start_lr=0}:
@@ -115,36 +145,36 @@ function optim.AdamW:state_dict()
   local sd = {}
   for i, v in pairs(self.m) do sd["m." .. i] = v end
   for i, v in pairs(self.v) do sd["v." .. i] = v end
+  for i, w in pairs(self.master or {}) do sd["master." .. i] = w end
   return sd
 end
 function optim.AdamW:load_state_dict(sd)
   for k, t in pairs(sd) do
+    if load_master(self, k, t) then goto continue end
     local kind, i = k:match("^([mv])%.(%d+)$")
     i = tonumber(i)
     if not kind or not self.params[i] then error("AdamW:load_state_dict: unexpected key " .. k, 2) end
     self[kind][i] = state_like(t, self.params[i])
+    ::continue::
   end
 end
-function optim.AdamW:extra_state() return { t = self.t } end
-function optim.AdamW:load_extra_state(s) self.t = s.t or 0 end
+function optim.AdamW:extra_state()
+  if self.step_t then self.t = math.floor(self.step_t:item()) end
+  return { t = self.t }
+end
+function optim.AdamW:load_extra_state(s)
+  self.t = s.t or 0
+  self.step_t = nil
+end
 
 -- Scales all gradients so their global L2 norm is at most max_norm; returns the norm before.
 function optim.clip_grad_norm(params, max_norm)
-  local total = 0
-  for _, p in ipairs(params) do
-    if p.grad then
-      local n = p.grad:norm():item()
-      total = total + n * n
-    end
-  end
-  total = math.sqrt(total)
-  if total > max_norm then
-    local scale = max_norm / (total + 1e-6)
-    ms.no_grad(function()
-      for _, p in ipairs(params) do if p.grad then p.grad:mul_(scale) end end
-    end)
-  end
-  return total
+  local gs = {}
+  for _, p in ipairs(params) do if p.grad then gs[#gs + 1] = p.grad end end
+  if #gs == 0 then return 0 end
+  local norm = mt.norm(gs) -- one C call; the clipping reads the norm where it lives
+  mt.clip_(gs, norm, max_norm)
+  return norm:item()
 end
 
 return optim

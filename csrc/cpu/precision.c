@@ -1,0 +1,30 @@
+/* precision.c: the CPU backend's precision policy (which ops run natively in bf16, which convert).
+ */
+#include <dnnl.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "precision.h"
+
+/* oneDNN's native bf16 convolution needs AVX512-BF16 (avx512_core_bf16); MS_CPU_BF16=convert
+ * forces the f32 path (for comparisons). */
+static int native_bf16(void) {
+  static int v = -1;
+  if (v < 0) {
+    const char *e = getenv("MS_CPU_BF16");
+    unsigned isa = (unsigned)dnnl_get_effective_cpu_isa();
+    v = !(e && !strcmp(e, "convert")) &&
+        (isa & (unsigned)dnnl_cpu_isa_avx512_core_bf16) == (unsigned)dnnl_cpu_isa_avx512_core_bf16;
+  }
+  return v;
+}
+
+ms_dtype ms_cpu_compute_dtype(const char *op, ms_dtype d) {
+  if (d == MS_F64) return MS_F64;
+  /* conv2d (forward, backward-data, backward-weights): bf16 natively through oneDNN.
+   * f16: no oneDNN f16 convolution without AVX512-FP16, so converted to f32 (F16C). */
+  if (d == MS_BF16 && !strncmp(op, "conv2d", 6) && native_bf16()) return MS_BF16;
+  /* Elementwise, BN, pooling, resize load and store f16/bf16 and compute in f32 inside their
+   * kernels; the rest computes in f32 on converted copies. */
+  return MS_F32;
+}

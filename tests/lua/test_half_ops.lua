@@ -1,0 +1,101 @@
+-- test_half_ops.lua: every op family in f16 and bf16 against the same op in f32, forward and
+-- gradients, within per-dtype tolerances (bf16 keeps 8 mantissa bits, f16 11).
+local H = require "harness"
+local ms = require "moonseg"
+local F = ms.functional
+
+local TOL = { bf16 = 4e-2, f16 = 6e-3 }
+
+-- max |a - b| / max |b| over the whole tensor (b is the f32 reference).
+local function rel_err(a, b)
+  local d = (a:to("f64") - b:to("f64")):abs():max():item()
+  local m = b:to("f64"):abs():max():item()
+  return d / math.max(m, 1e-12)
+end
+
+-- op(inputs...) -> output tensor; run with f32 inputs and with inputs in dt; compare outputs and
+-- the gradients of sum(out * probe) with respect to every float input.
+local function check(name, op, inputs, dt, opts)
+  opts = opts or {}
+  local function run(d)
+    local xs = {}
+    for i, x in ipairs(inputs) do
+      if x:is_floating_point() and not (opts.keep and opts.keep[i]) then
+        xs[i] = ms.no_grad(function() return x:to(d):clone() end):requires_grad_(not opts.no_grad)
+      else
+        xs[i] = x
+      end
+    end
+    local y = op(unpack(xs))
+    local grads = {}
+    if not opts.no_grad then
+      -- a fixed, uneven weighting so that every output element's gradient differs
+      ms.manual_seed(99)
+      local w = ms.randn(y:size())
+      local s = (y:to("f32") * w):sum()
+      s:backward()
+      for i, x in ipairs(xs) do if x.grad then grads[i] = x.grad end end
+    end
+    return y, grads
+  end
+  local y32, g32 = run("f32")
+  local yh, gh = run(dt)
+  if not opts.out_dtype then H.eq(yh:type(), dt, name .. " " .. dt .. " output dtype") end
+  local tol = (opts.tol or 1) * TOL[dt]
+  local e = rel_err(yh, y32)
+  assert(e <= tol, string.format("%s %s forward: relative error %.3g > %.3g", name, dt, e, tol))
+  for i, g in pairs(g32) do
+    assert(gh[i], name .. " " .. dt .. ": no gradient for input " .. i)
+    H.eq(gh[i]:type(), inputs[i] and dt, name .. " grad dtype")
+    local eg = rel_err(gh[i], g)
+    assert(eg <= tol, string.format("%s %s grad %d: relative error %.3g > %.3g", name, dt, i, eg, tol))
+  end
+end
+
+ms.manual_seed(5)
+local x4 = ms.randn({ 2, 8, 10, 10 })
+local w4 = ms.randn({ 8, 8, 3, 3 }) * 0.2
+local dw4 = ms.randn({ 8, 1, 3, 3 }) * 0.2
+local b8 = ms.randn({ 8 })
+local probe4 = ms.randn({ 2, 8, 10, 10 })
+local target = ms.randint(0, 8, { 2, 10, 10 })
+
+local cases = {
+  { "conv2d", function(x, w, b) return ms.conv2d(x, w, b, { padding = 1 }) end, { x4, w4, b8 } },
+  { "conv2d stride 2", function(x, w) return ms.conv2d(x, w, nil, { padding = 1, stride = 2 }) end, { x4, w4 } },
+  { "conv2d depthwise", function(x, w) return ms.conv2d(x, w, nil, { padding = 1, groups = 8 }) end, { x4, dw4 } },
+  { "conv2d 1x1", function(x, w) return ms.conv2d(x, w) end, { x4, ms.randn({ 4, 8, 1, 1 }) } },
+  { "matmul", function(a, b) return ms.matmul(a, b) end, { ms.randn({ 6, 16 }), ms.randn({ 16, 5 }) } },
+  { "bmm", function(a, b) return ms.bmm(a, b) end, { ms.randn({ 2, 6, 16 }), ms.randn({ 2, 16, 5 }) } },
+  { "batch_norm train", function(x, w, b) return F.batch_norm(x, ms.zeros({ 8 }), ms.ones({ 8 }), w, b, true, 0.1, 1e-5) end,
+    { x4, ms.rand({ 8 }) + 0.5, b8 }, { keep = { [2] = true, [3] = true } } },
+  { "layer_norm", function(x) return F.layer_norm(x, { 10 }) end, { x4 } },
+  { "max_pool2d", function(x) return F.max_pool2d(x, 3, 2, 1) end, { x4 } },
+  { "avg_pool2d", function(x) return F.avg_pool2d(x, 2, 2, 0) end, { x4 } },
+  { "adaptive_avg_pool2d", function(x) return F.adaptive_avg_pool2d(x, { 3, 3 }) end, { x4 } },
+  { "interpolate bilinear", function(x) return F.interpolate(x, { size = { 17, 13 } }, "bilinear", false) end, { x4 } },
+  { "interpolate nearest", function(x) return F.interpolate(x, { size = { 20, 20 } }, "nearest") end, { x4 } },
+  { "softmax", function(x) return x:softmax(2) end, { x4 } },
+  { "log_softmax", function(x) return x:log_softmax(2) end, { x4 } },
+  { "cross_entropy", function(x) return F.cross_entropy(x, target) end, { x4 }, { out_dtype = true } },
+  { "relu", function(x) return x:relu() end, { x4 } },
+  { "sigmoid", function(x) return x:sigmoid() end, { x4 } },
+  { "tanh", function(x) return x:tanh() end, { x4 } },
+  { "hardswish", function(x) return x:hardswish() end, { x4 } },
+  { "gelu", function(x) return x:gelu() end, { x4 } },
+  { "exp", function(x) return x:exp() end, { x4 } },
+  { "log", function(x) return (x:abs() + 0.5):log() end, { x4 } },
+  { "sqrt", function(x) return (x:abs() + 0.1):sqrt() end, { x4 } },
+  { "add mul sub div", function(a, b) return (a + b) * a - b / (b:abs() + 1) end, { x4, probe4 } },
+  { "sum", function(x) return x:sum(2) end, { x4 } },
+  { "mean", function(x) return x:mean() end, { x4 } },
+  { "cat", function(a, b) return ms.cat({ a, b }, 2) end, { x4, probe4 } },
+}
+
+for _, dt in ipairs { "bf16", "f16" } do
+  for _, c in ipairs(cases) do
+    H.case(c[1] .. " in " .. dt .. " vs f32", function() check(c[1], c[2], c[3], dt, c[4]) end)
+  end
+end
+
+H.done()
