@@ -35,16 +35,24 @@ return function(ms, T, L)
     check(C.ms_safetensors_save(ctx, path, cnames, handles, n, ckeys, cvals, #mk))
   end
 
-  -- ms.load(path) -> {name = tensor}, {key = "string"} (CPU tensors).
-  function ms.load(path)
+  -- ms.load(path[, {device=}]) -> {name = tensor}, {key = "string"}: cpu:0 tensors, or on
+  -- device when given (PyTorch's map_location), whatever device they were saved from.
+  function ms.load(path, opts)
     if type(path) ~= "string" then error("ms.load: path must be a string", 2) end
+    local device = opts and opts.device and T.canonical_device(opts.device) or nil
     local p = ffi.new("ms_safetensors*[1]")
     check(C.ms_safetensors_open(path, p))
     local st = ffi.gc(p[0], C.ms_safetensors_close)
     local tensors, meta = {}, {}
     for i = 0, C.ms_safetensors_count(st) - 1 do
       check(C.ms_safetensors_get(ctx, st, i, out))
-      tensors[ffi.string(C.ms_safetensors_name(st, i))] = T.wrap(out[0])
+      local t = T.wrap(out[0])
+      if device and device ~= "cpu" then
+        local moved = t:to(device)
+        t:free()
+        t = moved
+      end
+      tensors[ffi.string(C.ms_safetensors_name(st, i))] = t
     end
     for i = 0, C.ms_safetensors_metadata_count(st) - 1 do
       meta[ffi.string(C.ms_safetensors_metadata_key(st, i))] = ffi.string(C.ms_safetensors_metadata_value(st, i))

@@ -274,6 +274,22 @@ H.case("load_state_dict copies into each tensor's own device and dtype, from any
   H.eq(m2:device(), there)
 end)
 
+H.case("ms.save from one device, ms.load onto any (cpu:0 by default, or {device=})", function()
+  local path = os.tmpname()
+  local w = ms.tensor({ { 1.5, -2 }, { 0.25, 8 } }, { device = there })
+  ms.save(path, { w = w, n = ms.arange(3, { device = there }) })
+  local a = ms.load(path)
+  H.eq(a.w.device, "cpu")
+  H.same_list(H.flat(a.w), { 1.5, -2, 0.25, 8 })
+  local b = ms.load(path, { device = there })
+  H.eq(b.w.device, there)
+  H.eq(b.n.device, there)
+  H.eq(b.n.dtype, "i64")
+  H.same_list(H.flat(b.n), { 0, 1, 2 })
+  H.raises(function() ms.load(path, { device = "tpu" }) end, "unknown device 'tpu'")
+  os.remove(path)
+end)
+
 H.case("EMA, confusion matrix, losses and inference follow the model's device", function()
   local EMA = require "moonseg.engine.ema"
   local infer = require "moonseg.engine.infer"
