@@ -4,6 +4,7 @@
 
 #include "core/backend.h"
 #include "core/internal.h"
+#include "cpu/precision.h"
 
 #include "check.h"
 
@@ -116,7 +117,12 @@ static void test_backend_table(void) {
   const ms_backend *cpu = ms_backend_for(MS_CPU);
   ms_dtype c = MS_BOOL;
   CHECK(cpu->supports(MS_OP_CONV2D, MS_F16, &c) && c == MS_F32);
-  CHECK(cpu->supports(MS_OP_CONV2D, MS_BF16, &c) && c == MS_F32);
+  /* bf16: native where oneDNN runs avx512_core_bf16 (precision.c decides), else f32 */
+  ms_dtype want_bf16 = ms_cpu_compute_dtype("conv2d", MS_BF16);
+  CHECK(want_bf16 == MS_BF16 || want_bf16 == MS_F32);
+  CHECK(cpu->supports(MS_OP_CONV2D, MS_BF16, &c) && c == want_bf16);
+  CHECK(cpu->supports(MS_OP_CONV2D_BACKWARD, MS_BF16, &c) && c == want_bf16);
+  CHECK(cpu->supports(MS_OP_BATCH_NORM, MS_BF16, &c) && c == MS_F32);
   CHECK(cpu->supports(MS_OP_CONV2D, MS_F64, &c) && c == MS_F64);
   CHECK(!cpu->supports(MS_OP_BATCH_NORM, MS_I64, &c));
   CHECK(cpu->supports(MS_OP_BINARY, MS_F16, &c) && c == MS_F16);
