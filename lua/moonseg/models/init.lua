@@ -23,4 +23,5 @@ models.backbones.STDC1 = stdcnet.STDC1
 models.backbones.STDC2 = stdcnet.STDC2
 models.backbones.ResNet50_vd = require("moonseg.models.resnet_vd").ResNet50_vd
 models.backbones.ResNet101_vd = require("moonseg.models.resnet_vd").ResNet101_vd
+models.build = require("moonseg.models.registry").build
 return models
