@@ -1,4 +1,5 @@
--- val.lua: evaluate a trained PP-LiteSeg on a data set's validation list, as PaddleSeg's val.py:
+-- val.lua: evaluate a trained model (the one its checkpoint's state.json names; PP-LiteSeg
+-- by default) on a data set's validation list, as PaddleSeg's val.py:
 -- whole images at batch 1, or sliding windows, flips and several scales.
 --   luajit recipes/val.lua --model_path output/best_model [--dataset_root DIR] [--num_classes N]
 --     [--aug_eval --flip_horizontal --scales 0.75,1.0,1.25] [--is_slide --crop_size W H --stride W H]
@@ -48,9 +49,12 @@ E.main("recipes/val.lua", function()
   local weights = cfg.model_path
   if not weights:match("%.safetensors$") then weights = weights .. "/model.safetensors" end
   local sd = E.as_user(ms.load, weights)
-  local nc = cfg.num_classes or (sd["seg_heads.0.conv_out.weight"] and sd["seg_heads.0.conv_out.weight"]:size(1))
+  -- the model the checkpoint's state.json names (any registered model), else PP-LiteSeg
+  local mspec = require("moonseg.models.registry").spec_of_checkpoint(cfg.model_path)
+  local nc = cfg.num_classes or (mspec and mspec.args.num_classes) or
+    (sd["seg_heads.0.conv_out.weight"] and sd["seg_heads.0.conv_out.weight"]:size(1))
   if not nc then usage("cannot tell num_classes from " .. weights .. ": pass --num_classes") end
-  local model = ms.models.PPLiteSeg { num_classes = nc, backbone = cfg.backbone }
+  local model = mspec and ms.models.build(mspec) or ms.models.PPLiteSeg { num_classes = nc, backbone = cfg.backbone }
   model:to(device)
   E.as_user(model.load_state_dict, model, sd)
   local ds = cfg.dataset_root and ms.data.PaddleSegDataset { dataset_root = cfg.dataset_root, mode = "val", num_classes = nc }

@@ -13,5 +13,15 @@ local models = {
   PPContextModule = pp_liteseg.PPContextModule,
   UAFM_SpAtten = pp_liteseg.UAFM_SpAtten,
   SegHead = pp_liteseg.SegHead,
+  backbones = {},
 }
+-- One line per model (several branches add here).
+models.DeepLabV3P = require("moonseg.models.deeplab").DeepLabV3P
+models.PSPNet = require("moonseg.models.pspnet").PSPNet
+models.UNet = require("moonseg.models.unet").UNet
+models.backbones.STDC1 = stdcnet.STDC1
+models.backbones.STDC2 = stdcnet.STDC2
+models.backbones.ResNet50_vd = require("moonseg.models.resnet_vd").ResNet50_vd
+models.backbones.ResNet101_vd = require("moonseg.models.resnet_vd").ResNet101_vd
+models.build = require("moonseg.models.registry").build
 return models
