@@ -281,6 +281,17 @@ int ms_batch_norm_backward(ms_context *ctx, const ms_tensor *grad_out, const ms_
                            const ms_tensor *weight, const ms_tensor *save_mean,
                            const ms_tensor *save_invstd, int training, ms_tensor **dx,
                            ms_tensor **dweight, ms_tensor **dbias);
+/* SyncBatchNorm's per-rank pieces (f64 accumulation, the kernels of batch_norm). moments:
+ * f64 [2, C] mean and biased variance of x. grad_sums: f64 [2, C] sum(g) and
+ * sum(g * (x - mean)). backward_global: dx from sums (f64 [2, C], reduced over the ranks) and
+ * the global count per channel; mean and invstd as batch_norm saves them. */
+int ms_batch_norm_moments(ms_context *ctx, const ms_tensor *x, ms_tensor **out);
+int ms_batch_norm_grad_sums(ms_context *ctx, const ms_tensor *grad_out, const ms_tensor *x,
+                            const ms_tensor *mean, ms_tensor **out);
+int ms_batch_norm_backward_global(ms_context *ctx, const ms_tensor *grad_out, const ms_tensor *x,
+                                  const ms_tensor *weight, const ms_tensor *mean,
+                                  const ms_tensor *invstd, const ms_tensor *sums, double count,
+                                  ms_tensor **dx);
 /* Normalises over the last normalized_ndim dims; weight/bias shaped like them or NULL. */
 int ms_layer_norm(ms_context *ctx, const ms_tensor *x, int normalized_ndim, const ms_tensor *weight,
                   const ms_tensor *bias, double eps, ms_tensor **out, ms_tensor **save_mean,

@@ -21,6 +21,7 @@ local spec = {
   { "fail_step", "int", 2, "step at which it fails" },
   { "fail_how", "string", "exit3", "exit3, kill or skip (skips a collective)" },
   { "mismatch", "string", nil, "flag or model: rank 1 differs" },
+  { "dtype", "string", "f64", "syncbn mode: f64, or f32 on a badly conditioned batch" },
   { "log_dir", "string", nil, "worker logs" },
 }
 for _, f in ipairs(launch.spec()) do spec[#spec + 1] = f end
@@ -118,18 +119,14 @@ if cfg.mode == "train" then
   end
 elseif cfg.mode == "syncbn" then
   -- ranks hold 3 and 1 samples of the same 4-sample batch
-  ms.manual_seed(7)
-  local xa = ms.randn({ 4, 5, 3, 2 }, { dtype = "f64" })
-  local ca = ms.randn({ 4, 5, 3, 2 }, { dtype = "f64" })
-  local w, b = ms.randn({ 5 }, { dtype = "f64" }), ms.randn({ 5 }, { dtype = "f64" })
+  local data = require("ddp_syncbn_data")(cfg.dtype)
+  local xa, ca, w, b = data.x, data.c, data.w, data.b
   local s, n = rank == 0 and 1 or 4, rank == 0 and 3 or 1
   local x = xa:narrow(1, s, n):clone():requires_grad_()
   local m = nn.SyncBatchNorm(5)
-  -- f64 parameters and buffers (the module's defaults are f32)
   m:register_parameter("weight", w)
   m:register_parameter("bias", b)
-  m._mean = ms.randn({ 5 }, { dtype = "f64" })
-  m._variance = ms.ones({ 5 }, { dtype = "f64" })
+  m._mean, m._variance = data.mean, data.var
   m.weight.grad, m.bias.grad = nil, nil
   local y = m(x)
   local loss = (y * ca:narrow(1, s, n)):sum()
