@@ -59,6 +59,25 @@ H.case("two workers with batch B equal one worker with batch 2B (SGD, conv + Syn
   end
 end)
 
+H.case("with ignored pixels uneven across ranks, the loss is the global batch's mean by default", function()
+  worker_run("--out " .. tmp .. "/ce1 --loss ce --batch 4 --steps 3")
+  local one = result(tmp .. "/ce1", 0)
+  local function maxdiff(r)
+    local m = 0
+    for i = 1, #one.params do m = math.max(m, math.abs(r.params[i] - one.params[i])) end
+    return m
+  end
+  worker_run("--out " .. tmp .. "/ceg --loss ce --batch 2 --steps 3 --nproc 2")
+  local g = result(tmp .. "/ceg", 0)
+  for s = 1, 3 do H.near(g.losses[s], one.losses[s], 1e-5 * math.abs(one.losses[s]), "loss step " .. s) end
+  H.eq(#g.params, #one.params)
+  if maxdiff(g) > 2e-5 then error(string.format("global mean: parameters differ by %.3e from one worker", maxdiff(g))) end
+  -- PyTorch's per-rank mean weights rank 0's 6 valid pixels of sample 1 like rank 1's 30
+  worker_run("--out " .. tmp .. "/cer --loss ce --batch 2 --steps 3 --nproc 2 --loss_mean rank")
+  local r = result(tmp .. "/cer", 0)
+  if not (maxdiff(r) > 1e-3) then error(string.format("--loss_mean rank should differ, max diff %.3e", maxdiff(r))) end
+end)
+
 -- One SyncBatchNorm forward/backward on 2 ranks (3 and 1 samples) against BatchNorm on the
 -- whole batch in this process; tol is relative to each result's norm.
 local function syncbn_case(dtype, tol)

@@ -116,6 +116,7 @@ end
 function M.finish(ctx)
   if ctx.finished then return end
   ctx.finished = true
+  M.set_loss_mean(nil)
   if dist.is_initialized() then dist.destroy_process_group() end
   local store = ctx.store
   pcall(function()
@@ -364,6 +365,27 @@ end
 -- Stops the hooks (the model keeps working in one process).
 function DDP:remove() self.disabled = true end
 
+-- Loss reduction across ranks: "global" (default) divides every rank's loss sum by the valid
+-- pixels of the whole global batch (one all-reduce of the count per loss call), so N workers x B
+-- equal 1 x N*B also with padding and ignored pixels; "rank" keeps PyTorch DDP's mean over each
+-- rank's own valid pixels. nil restores the one-process behaviour.
+function M.set_loss_mean(mode)
+  if mode == nil then
+    ms.losses.denominator_sync = nil
+  elseif mode == "global" then
+    local t = ms.zeros(1, { dtype = "f64" })
+    ms.losses.denominator_sync = function(d)
+      t:fill_(d)
+      dist.all_reduce(t, "sum")
+      return t:item() / dist.get_world_size()
+    end
+  elseif mode == "rank" then
+    ms.losses.denominator_sync = nil
+  else
+    error("data parallel: --loss_mean must be global or rank, got " .. tostring(mode), 2)
+  end
+end
+
 -- attach(ctx, parts, cfg): makes a recipe's parts data parallel: SyncBatchNorm, the start
 -- checks (flags and model agree on every rank), broadcast and gradient hooks, and the hooks
 -- train() calls (grad_sync, metric_sync); rank and world_size for sharding and logging.
@@ -374,11 +396,14 @@ function M.attach(ctx, parts, cfg)
   M.check_model(model)
   local d = M.wrap(model, { bucket_mb = cfg.bucket_mb, log_every = cfg.log_iters })
   parts.rank, parts.world_size = ctx.rank, ctx.world_size
+  M.set_loss_mean(cfg.loss_mean or "global")
   parts.grad_sync = function() d:sync() end
   parts.metric_sync = function(t) return dist.all_reduce(t, "sum") end
   ctx.ddp = d
-  log.info(string.format("[DDP] rank %d of %d: %d buckets of <= %g MB, SyncBatchNorm, timeout %g s",
-    ctx.rank, ctx.world_size, #d.buckets, cfg.bucket_mb or 25, ctx.timeout))
+  log.info(string.format("[DDP] rank %d of %d: %d buckets of <= %g MB, SyncBatchNorm, loss mean over %s, " ..
+    "timeout %g s", ctx.rank, ctx.world_size, #d.buckets, cfg.bucket_mb or 25,
+    (cfg.loss_mean or "global") == "global" and "the global batch's valid pixels" or "each rank's valid pixels",
+    ctx.timeout))
   return d
 end
 

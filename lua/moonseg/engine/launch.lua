@@ -41,6 +41,8 @@ function M.spec()
     { "node_rank", "int", nil, "this node's position in --ips (default: found from this host's addresses)", min = 0 },
     { "dist_timeout", "float", 180, "seconds a collective may wait for the other ranks", min = 1 },
     { "bucket_mb", "float", 25, "gradient all-reduce bucket size in MB", min = 0 },
+    { "loss_mean", "string", "global", "data parallel loss: mean over the global batch's valid pixels, or each rank's (PyTorch)",
+      choices = { "global", "rank" } },
   }
 end
 
