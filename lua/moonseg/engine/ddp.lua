@@ -399,6 +399,8 @@ function M.attach(ctx, parts, cfg)
   M.set_loss_mean(cfg.loss_mean or "global")
   parts.grad_sync = function() d:sync() end
   parts.metric_sync = function(t) return dist.all_reduce(t, "sum") end
+  local lt = ms.zeros(1, { dtype = "f64" })
+  parts.loss_sync = function(v) return dist.all_reduce(lt:fill_(v), "avg"):item() end
   ctx.ddp = d
   log.info(string.format("[DDP] rank %d of %d: %d buckets of <= %g MB, SyncBatchNorm, loss mean over %s, " ..
     "timeout %g s", ctx.rank, ctx.world_size, #d.buckets, cfg.bucket_mb or 25,
