@@ -9,11 +9,12 @@ local ms = require "moonseg"
 local dist = ms.dist
 local flags = require "moonseg.engine.flags"
 local launch = require "moonseg.engine.launch"
+pcall(ffi.cdef, "int getpid(void);")
 local ddp = require "moonseg.engine.ddp"
 local nn = ms.nn
 
 local spec = {
-  { "mode", "string", "train", "train, syncbn or buckets" },
+  { "mode", "string", "train", "train, syncbn, buckets, or hang (writes its pid, then waits on the store)" },
   { "out", "string", nil, "result file prefix" },
   { "steps", "int", 3, "SGD steps" },
   { "batch", "int", 2, "samples per rank" },
@@ -146,6 +147,12 @@ elseif cfg.mode == "syncbn" then
   res.y, res.dx = flat { y }, flat { x.grad }
   res.dw, res.db = flat { m.weight.grad }, flat { m.bias.grad }
   res.mean, res.var = flat { m._mean }, flat { m._variance }
+elseif cfg.mode == "hang" then
+  -- every rank waits on a key nobody sets (up to --dist_timeout), silent, as in a collective
+  local f = assert(io.open(cfg.out .. ".pid" .. rank, "w"))
+  f:write(ffi.C.getpid(), "\n")
+  f:close()
+  dist.get_store():get("never/set", cfg.dist_timeout)
 elseif cfg.mode == "buckets" then
   local P = nn.class("P")
   function P:__init()

@@ -22,6 +22,7 @@ end
 -- the communicator is built the ranks compare world sizes and claim their rank through the
 -- store, so a wrong WORLD_SIZE or a rank started twice fails in seconds on every rank.
 function M.init(o)
+  require("moonseg.engine.launch").watch_launcher() -- die with our launcher, if we have one
   local e = dist.resolve_env(o)
   local rank, world = e.rank, e.world_size
   local timeout, ct = o.timeout or 300, math.min(o.connect_timeout or 30, o.timeout or 300)

@@ -24,6 +24,9 @@ for _, decl in ipairs {
   "int poll(struct pollfd *fds, unsigned long nfds, int timeout);",
   "char *strerror(int errnum);",
   "extern char **environ;",
+  "int getpid(void);",
+  "int getppid(void);",
+  "int prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long arg4, unsigned long arg5);",
 } do pcall(ffi.cdef, decl) end
 local C = ffi.C
 
@@ -31,6 +34,24 @@ local O_RDONLY, O_WRONLY, O_CREAT, O_TRUNC, O_CLOEXEC = 0, 1, 0x40, 0x200, 0x800
 local WNOHANG, SIGTERM, SIGKILL, POLLIN = 1, 15, 9, 1
 local signames = { [1] = "SIGHUP", [2] = "SIGINT", [3] = "SIGQUIT", [4] = "SIGILL", [6] = "SIGABRT",
   [7] = "SIGBUS", [8] = "SIGFPE", [9] = "SIGKILL", [11] = "SIGSEGV", [13] = "SIGPIPE", [15] = "SIGTERM" }
+
+local PR_SET_PDEATHSIG = 1
+
+-- [in a worker] Ties this process's life to its launcher's: the kernel sends SIGKILL when the
+-- launcher dies (even by SIGKILL), so no worker outlives it waiting on a collective. Set here,
+-- in the child, since posix_spawn runs no code between fork and exec; the launcher's pid in
+-- MOONSEG_LAUNCHER_PID closes the race of a launcher that died before prctl. Returns true when
+-- armed (a launched worker on Linux).
+function M.watch_launcher()
+  local pid = tonumber(os.getenv("MOONSEG_LAUNCHER_PID") or "")
+  if not pid or ffi.os ~= "Linux" then return false end
+  if C.prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0) ~= 0 then return false end
+  if C.getppid() ~= pid then
+    io.stderr:write(string.format("worker: the launcher (pid %d) is gone; exiting\n", pid))
+    os.exit(1)
+  end
+  return true
+end
 
 -- The launch flags (added to a recipe's flag spec).
 function M.spec()
@@ -148,11 +169,20 @@ function M.plan(cfg)
     end
   end
   local world = nnodes * nper
-  local p = { workers = {}, master_addr = master_addr, port = port, world_size = world, node_rank = node_rank }
+  -- CPU threads per worker: the cores this launcher may use shared among its local workers
+  -- (torchrun sets 1), unless --threads (passed on to the workers) or OMP_NUM_THREADS says
+  local threads = tonumber(os.getenv("OMP_NUM_THREADS") or "")
+  if not threads and not cfg.threads then
+    threads = math.max(1, math.floor(require("moonseg").get_num_threads() / nper))
+  end
+  local p = { workers = {}, master_addr = master_addr, port = port, world_size = world, node_rank = node_rank,
+    threads = cfg.threads or threads }
   for i = 0, nper - 1 do
     local rank = node_rank * nper + i
     local env = { RANK = rank, WORLD_SIZE = world, LOCAL_RANK = i, LOCAL_WORLD_SIZE = nper,
-      MASTER_ADDR = master_addr, MASTER_PORT = port, MOONSEG_NODE_RANK = node_rank }
+      MASTER_ADDR = master_addr, MASTER_PORT = port, MOONSEG_NODE_RANK = node_rank,
+      MOONSEG_LAUNCHER_PID = C.getpid() }
+    if threads then env.OMP_NUM_THREADS = threads end
     if devices then env.CUDA_VISIBLE_DEVICES = devices[i + 1] end
     p.workers[#p.workers + 1] = { rank = rank, local_rank = i, env = env }
   end
@@ -258,9 +288,9 @@ function M.run(cfg, argv, o)
   for _, a in ipairs(M.strip(argv)) do cmd[#cmd + 1] = a end
 
   local workers = {}
-  out:write(string.format("launch: %d worker%s on node %d (world size %d, master %s:%d), logs in %s/workerlog.N\n",
-    #plan.workers, #plan.workers == 1 and "" or "s", plan.node_rank, plan.world_size, plan.master_addr,
-    plan.port, log_dir))
+  out:write(string.format("launch: %d worker%s on node %d (world size %d, master %s:%d), %d thread%s each, " ..
+    "logs in %s/workerlog.N\n", #plan.workers, #plan.workers == 1 and "" or "s", plan.node_rank, plan.world_size,
+    plan.master_addr, plan.port, plan.threads, plan.threads == 1 and "" or "s", log_dir))
   out:flush()
   local echo_fd, echo_log = -1, nil
   local ok, err = pcall(function()

@@ -30,7 +30,7 @@ function M.spec(d)
     { "pretrained", "string", nil, "weights to start from (safetensors; see recipes/tools/convert_pdparams.py)" },
     { "precision", "string", "fp32", "fp32 (fp16/bf16 need the CUDA backend)", choices = { "fp32", "fp16", "bf16" } },
     { "amp_level", "string", "O1", "O1 or O2 (with --precision fp16/bf16)", choices = { "O1", "O2" } },
-    { "threads", "int", nil, "CPU threads (default: all cores)", min = 1 },
+    { "threads", "int", nil, "CPU threads (default: all cores; launched workers: cores / workers per node)", min = 1 },
     { "log_dir", "string", nil, "also append the log to log_dir/train.log (launching: workerlog.N, default log)" },
     { "skip_bad", "bool", false, "skip unreadable or invalid samples (logged, counted) instead of stopping" },
   }
