@@ -440,6 +440,14 @@ int ms_store_heartbeat_start(ms_store *store, int rank, int64_t interval_ms);
 int ms_store_dead_ranks(ms_store *store, int world_size, int64_t stale_ms, int *ranks, int cap,
                         int *n);
 
+/* A thread that ends this process (exit status 1, the reason on stderr) when a peer is gone:
+ * every interval_ms it asks the store at host:port for ranks whose heartbeat has been silent
+ * for stale_ms, and it gives up on the store itself after stale_ms without an answer. */
+typedef struct ms_watchdog ms_watchdog;
+int ms_watchdog_start(const char *host, int port, int rank, int world_size, int64_t interval_ms,
+                      int64_t stale_ms, ms_watchdog **out);
+void ms_watchdog_stop(ms_watchdog *watchdog);
+
 typedef enum ms_comm_op {
   MS_COMM_SUM = 0,
   MS_COMM_AVG = 1, /* floating dtypes only */

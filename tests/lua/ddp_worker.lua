@@ -20,7 +20,7 @@ local spec = {
   { "batch", "int", 2, "samples per rank" },
   { "fail_rank", "int", -1, "rank that fails" },
   { "fail_step", "int", 2, "step at which it fails" },
-  { "fail_how", "string", "exit3", "exit3, kill or skip (skips a collective)" },
+  { "fail_how", "string", "exit3", "exit3, kill, error (a Lua error, long traceback) or skip (skips a collective)" },
   { "mismatch", "string", nil, "flag or model: rank 1 differs" },
   { "loss", "string", "mse", "train mode: mse, or ce (3 classes, ignored pixels uneven across ranks)" },
   { "dtype", "string", "f64", "syncbn mode: f64, or f32 on a badly conditioned batch" },
@@ -48,7 +48,7 @@ end
 
 local env = dist.resolve_env()
 local ctx
-if launch.in_job() and env.world_size > 1 then ctx = ddp.init { timeout = cfg.dist_timeout } end
+if launch.in_job() and env.world_size > 1 then ctx = ddp.init { timeout = cfg.dist_timeout, liveness = cfg.dist_liveness } end
 local rank, world = dist.get_rank(), dist.get_world_size()
 local res = { rank = rank, world = world }
 
@@ -82,6 +82,13 @@ if cfg.mode == "train" then
       io.stdout:write(string.format("rank %d failing (%s) at step %d, time %.6f\n", rank, cfg.fail_how, step, ms.time()))
       io.stdout:flush()
       if cfg.fail_how == "exit3" then os.exit(3) end
+      if cfg.fail_how == "error" then -- a Lua error under a traceback longer than 10 lines
+        local function deep(n)
+          if n == 0 then error(string.format("rank %d: deliberate error at step %d", rank, step)) end
+          deep(n - 1)
+        end
+        deep(12)
+      end
       if cfg.fail_how == "kill" then
         pcall(ffi.cdef, "int getpid(void);")
         pcall(ffi.cdef, "int kill(int pid, int sig);")

@@ -1,6 +1,7 @@
 -- test_launch_orphans.lua: workers die with their launcher. The launcher of two workers that
 -- wait silently on the store (as in a collective, up to --dist_timeout) is SIGKILLed; every
 -- worker must be gone within a few seconds, far inside the timeout they would otherwise wait.
+-- And a worker's Lua error is shown by the launcher even when its traceback is long.
 local H = require "harness"
 local ms = require "moonseg"
 
@@ -55,6 +56,24 @@ H.case("SIGKILL to the launcher: its workers exit within seconds, not after --di
   -- the kernel's parent-death signal: well under a second here; 5 s of slack for a loaded CI
   if not (took < 5) then error(string.format("workers took %.2f s to exit (timeout %d s)", took, timeout)) end
   io.stdout:write(string.format("  workers gone %.3f s after the launcher's SIGKILL\n", took))
+end)
+
+H.case("a worker's Lua error under a long traceback: the launcher shows the message itself", function()
+  local p = io.popen("timeout -s KILL 60 luajit " .. worker .. " --nproc 2 --steps 5 --fail_rank 1 --fail_step 2 " ..
+    "--fail_how error --log_dir " .. tmp .. "/elog 2>&1; echo \"EXIT:$?\"")
+  local out = p:read("*a")
+  p:close()
+  H.eq(tonumber(out:match("EXIT:(%d+)%s*$")), 1, "the launcher's exit status")
+  local log = read(tmp .. "/elog/workerlog.1")
+  local n, at = 0, nil
+  for line in log:gmatch("[^\n]+") do
+    n = n + 1
+    if line:find("deliberate error", 1, true) then at = n end
+  end
+  if not (at and n - at >= 10) then error("the message should lie over 10 lines above the log's end:\n" .. log) end
+  if not out:find("launch: error: luajit: [^\n]*rank 1: deliberate error at step 2") then
+    error("the launcher does not show the error message:\n" .. out)
+  end
 end)
 
 os.execute("rm -rf " .. tmp)

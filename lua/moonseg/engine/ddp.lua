@@ -18,7 +18,8 @@ end
 -- ---- rendezvous --------------------------------------------------------------------------
 
 -- init{rank=, world_size=, master_addr=, master_port=, timeout = collective seconds (300),
--- connect_timeout = seconds to reach the master (30)} -> ctx. Rank 0 hosts the store. Before
+-- connect_timeout = seconds to reach the master (30), liveness = seconds of silence after which
+-- a peer counts as gone and this rank exits naming it (5)} -> ctx. Rank 0 hosts the store. Before
 -- the communicator is built the ranks compare world sizes and claim their rank through the
 -- store, so a wrong WORLD_SIZE or a rank started twice fails in seconds on every rank.
 function M.init(o)
@@ -92,6 +93,13 @@ function M.init(o)
     end
     dist.init_process_group { rank = rank, world_size = world, local_rank = e.local_rank, store = store,
       timeout = timeout }
+    -- liveness: a rank whose heartbeat goes silent (or a store that stops answering) for
+    -- `liveness` seconds ends the job in seconds, not after a collective's timeout
+    local live = o.liveness or 5
+    local wp = require("ffi").new("ms_watchdog*[1]")
+    ms.lib.check(ms.lib.C.ms_watchdog_start(e.master_addr, e.master_port, rank, world,
+      math.min(1000, math.floor(live * 250)), math.floor(live * 1000), wp))
+    ctx.watchdog = wp[0]
   end)
   if not okc then
     if ctx.server then
@@ -117,6 +125,10 @@ end
 function M.finish(ctx)
   if ctx.finished then return end
   ctx.finished = true
+  if ctx.watchdog then
+    ms.lib.C.ms_watchdog_stop(ctx.watchdog)
+    ctx.watchdog = nil
+  end
   M.set_loss_mean(nil)
   if dist.is_initialized() then dist.destroy_process_group() end
   local store = ctx.store

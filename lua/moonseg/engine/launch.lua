@@ -61,6 +61,8 @@ function M.spec()
     { "ips", "string", nil, "run the job on these nodes (comma-separated; rank 0 on the first)" },
     { "node_rank", "int", nil, "this node's position in --ips (default: found from this host's addresses)", min = 0 },
     { "dist_timeout", "float", 180, "seconds a collective may wait for the other ranks", min = 1 },
+    { "dist_liveness", "float", 5, "seconds without a heartbeat before a rank counts as unreachable (the job stops)",
+      min = 1 },
     { "bucket_mb", "float", 25, "gradient all-reduce bucket size in MB", min = 0 },
     { "loss_mean", "string", "global", "data parallel loss: mean over the global batch's valid pixels, or each rank's (PyTorch)",
       choices = { "global", "rank" } },
@@ -260,6 +262,26 @@ local function tail_lines(path, n)
   return lines
 end
 
+-- The Lua error message above the last "stack traceback:" of a log (up to 5 lines, from the
+-- "luajit: " line on), or nil: a deep traceback pushes it out of the last lines.
+local function error_message(path)
+  local f = io.open(path, "r")
+  if not f then return nil end
+  local lines, t = {}, nil
+  for line in f:lines() do
+    lines[#lines + 1] = line
+    if line:match("^%s*stack traceback:") then t = #lines end
+  end
+  f:close()
+  if not t or t < 2 then return nil end
+  local s = t - 1
+  while s > 1 and s > t - 5 and not lines[s]:match("^luajit: ") do s = s - 1 end
+  if not lines[s]:match("^luajit: ") then s = t - 1 end
+  local msg = {}
+  for i = s, t - 1 do msg[#msg + 1] = lines[i] end
+  return msg, #lines - s + 1
+end
+
 local function describe(st)
   local sig = bit.band(st, 0x7f)
   if sig == 0 then return string.format("exited with status %d", bit.band(bit.rshift(st, 8), 0xff)), false end
@@ -342,7 +364,7 @@ function M.run(cfg, argv, o)
   local function is_follower(w)
     local tail = table.concat(tail_lines(w.log, 10), "\n")
     for _, mark in ipairs { "closed by peer", "connection closed", "timed out", "have not reached",
-      "communicator is broken", "Connection reset" } do
+      "communicator is broken", "Connection reset", "is unreachable" } do
       if tail:find(mark, 1, true) then return true end
     end
     return false
@@ -418,6 +440,10 @@ function M.run(cfg, argv, o)
           what, #stopped > 0 and (" (ranks " .. table.concat(stopped, ", ") .. ")") or ""))
       else
         errf:write(string.format("launch: rank %d (pid %d) %s as well.\n", w.rank, w.pid, what))
+      end
+      local msg, from_end = error_message(w.log)
+      if msg and from_end > #lines then
+        errf:write("launch: error: ", table.concat(msg, "\n  "), "\n")
       end
       errf:write(string.format("launch: last %d lines of %s:\n", #lines, w.log))
       for _, l in ipairs(lines) do errf:write("  | ", l, "\n") end

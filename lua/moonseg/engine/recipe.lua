@@ -85,7 +85,7 @@ function M.run(cfg, build)
   -- [distributed] one rank of a multi-process job: join the group before building
   local ddp, dctx = require "moonseg.engine.ddp", nil
   if require("moonseg.engine.launch").in_job() and ms.dist.resolve_env().world_size > 1 then
-    dctx = ddp.init { timeout = cfg.dist_timeout }
+    dctx = ddp.init { timeout = cfg.dist_timeout, liveness = cfg.dist_liveness }
   end
   ms.manual_seed(cfg.seed)
   local parts = build(cfg)
