@@ -29,6 +29,7 @@ local spec = {
 for _, f in ipairs(launch.spec()) do spec[#spec + 1] = f end
 local cfg = flags.parse(spec, arg, "ddp_worker.lua")
 if launch.wanted(cfg) then os.exit(launch.run(cfg, arg)) end
+local threads0 = ms.get_num_threads() -- as started (the launcher's default, or OMP_NUM_THREADS)
 ms.set_num_threads(1)
 
 local function ser(v)
@@ -50,7 +51,7 @@ local env = dist.resolve_env()
 local ctx
 if launch.in_job() and env.world_size > 1 then ctx = ddp.init { timeout = cfg.dist_timeout, liveness = cfg.dist_liveness } end
 local rank, world = dist.get_rank(), dist.get_world_size()
-local res = { rank = rank, world = world }
+local res = { rank = rank, world = world, threads0 = threads0, master = env.master_addr .. ":" .. env.master_port }
 
 local function flat(list)
   local out = {}
