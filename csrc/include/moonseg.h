@@ -326,6 +326,17 @@ int ms_batch_norm_backward(ms_context *ctx, const ms_tensor *grad_out, const ms_
                            const ms_tensor *weight, const ms_tensor *save_mean,
                            const ms_tensor *save_invstd, int training, ms_tensor **dx,
                            ms_tensor **dweight, ms_tensor **dbias);
+/* SyncBatchNorm's per-rank pieces (f64 accumulation, the kernels of batch_norm). moments:
+ * f64 [2, C] mean and biased variance of x. grad_sums: f64 [2, C] sum(g) and
+ * sum(g * (x - mean)). backward_global: dx from sums (f64 [2, C], reduced over the ranks) and
+ * the global count per channel; mean and invstd as batch_norm saves them. */
+int ms_batch_norm_moments(ms_context *ctx, const ms_tensor *x, ms_tensor **out);
+int ms_batch_norm_grad_sums(ms_context *ctx, const ms_tensor *grad_out, const ms_tensor *x,
+                            const ms_tensor *mean, ms_tensor **out);
+int ms_batch_norm_backward_global(ms_context *ctx, const ms_tensor *grad_out, const ms_tensor *x,
+                                  const ms_tensor *weight, const ms_tensor *mean,
+                                  const ms_tensor *invstd, const ms_tensor *sums, double count,
+                                  ms_tensor **dx);
 /* Normalises over the last normalized_ndim dims; weight/bias shaped like them or NULL. */
 int ms_layer_norm(ms_context *ctx, const ms_tensor *x, int normalized_ndim, const ms_tensor *weight,
                   const ms_tensor *bias, double eps, ms_tensor **out, ms_tensor **save_mean,
@@ -482,6 +493,14 @@ int ms_store_heartbeat_start(ms_store *store, int rank, int64_t interval_ms);
  * stale_ms after their first one; up to cap of them in ranks, their count in *n. */
 int ms_store_dead_ranks(ms_store *store, int world_size, int64_t stale_ms, int *ranks, int cap,
                         int *n);
+
+/* A thread that ends this process (exit status 1, the reason on stderr) when a peer is gone:
+ * every interval_ms it asks the store at host:port for ranks whose heartbeat has been silent
+ * for stale_ms, and it gives up on the store itself after stale_ms without an answer. */
+typedef struct ms_watchdog ms_watchdog;
+int ms_watchdog_start(const char *host, int port, int rank, int world_size, int64_t interval_ms,
+                      int64_t stale_ms, ms_watchdog **out);
+void ms_watchdog_stop(ms_watchdog *watchdog);
 
 typedef enum ms_comm_op {
   MS_COMM_SUM = 0,

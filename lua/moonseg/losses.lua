@@ -100,6 +100,19 @@ local function check_weight_len(self, c)
   end
 end
 
+-- [distributed] M.denominator_sync (set by data-parallel training, engine/ddp.lua) turns a
+-- rank's loss denominator (its weighted count of valid pixels) into the global batch's divided
+-- by the world size: averaging the ranks' gradients then gives the mean over the valid pixels
+-- of the whole global batch, as one process with the global batch would (not a mean of
+-- per-rank means, which weights pixels by how many valid ones their rank holds). Every rank
+-- must compute the same losses in the same order (a collective per call).
+M.denominator_sync = nil
+local function global_denominator(d)
+  if M.denominator_sync then d = M.denominator_sync(d) end
+  if d == 0 then d = 1 end
+  return d
+end
+
 -- ---- CrossEntropyLoss ----------------------------------------------------------------------
 -- CrossEntropyLoss{weight = nil, ignore_index = 255, avg_non_ignore = true}
 -- PaddleSeg: loss = sum_p w[y_p] * nll_p / (sum_p mask_p * w[y_p] + EPS * numel), EPS = 1e-8,
@@ -132,8 +145,7 @@ function Loss:_ce_forward(logits, label)
   end
   local denom = wsum
   if not self.avg_non_ignore then denom = denom + (numel - valid) end
-  denom = denom + self.EPS * numel
-  if denom == 0 then denom = 1 end
+  denom = global_denominator(denom + self.EPS * numel)
   local s = F.cross_entropy(logits, lbl, { weight = weight_tensor(self, logits),
     ignore_index = ig, reduction = "sum" })
   return s:div(denom)
@@ -187,8 +199,7 @@ function M._ohem_forward(self, logits, label)
   local lbl = prep_label(self.name, logits, label)
   local kept_label, n_kept = M.ohem_select(logits, lbl, self.thresh, self.min_kept, self.ignore_index)
   local s = F.cross_entropy(logits, kept_label, { ignore_index = self.ignore_index, reduction = "sum" })
-  local denom = n_kept + self.EPS * lbl:numel()
-  if denom == 0 then denom = 1 end
+  local denom = global_denominator(n_kept + self.EPS * lbl:numel())
   return s:div(denom)
 end
 

@@ -9,23 +9,27 @@ local ms = require "moonseg"
 local dist = ms.dist
 local flags = require "moonseg.engine.flags"
 local launch = require "moonseg.engine.launch"
+pcall(ffi.cdef, "int getpid(void);")
 local ddp = require "moonseg.engine.ddp"
 local nn = ms.nn
 
 local spec = {
-  { "mode", "string", "train", "train, syncbn or buckets" },
+  { "mode", "string", "train", "train, syncbn, buckets, or hang (writes its pid, then waits on the store)" },
   { "out", "string", nil, "result file prefix" },
   { "steps", "int", 3, "SGD steps" },
   { "batch", "int", 2, "samples per rank" },
   { "fail_rank", "int", -1, "rank that fails" },
   { "fail_step", "int", 2, "step at which it fails" },
-  { "fail_how", "string", "exit3", "exit3, kill or skip (skips a collective)" },
+  { "fail_how", "string", "exit3", "exit3, kill, error (a Lua error, long traceback) or skip (skips a collective)" },
   { "mismatch", "string", nil, "flag or model: rank 1 differs" },
+  { "loss", "string", "mse", "train mode: mse, or ce (3 classes, ignored pixels uneven across ranks)" },
+  { "dtype", "string", "f64", "syncbn mode: f64, or f32 on a badly conditioned batch" },
   { "log_dir", "string", nil, "worker logs" },
 }
 for _, f in ipairs(launch.spec()) do spec[#spec + 1] = f end
 local cfg = flags.parse(spec, arg, "ddp_worker.lua")
 if launch.wanted(cfg) then os.exit(launch.run(cfg, arg)) end
+local threads0 = ms.get_num_threads() -- as started (the launcher's default, or OMP_NUM_THREADS)
 ms.set_num_threads(1)
 
 local function ser(v)
@@ -45,9 +49,9 @@ end
 
 local env = dist.resolve_env()
 local ctx
-if launch.in_job() and env.world_size > 1 then ctx = ddp.init { timeout = cfg.dist_timeout } end
+if launch.in_job() and env.world_size > 1 then ctx = ddp.init { timeout = cfg.dist_timeout, liveness = cfg.dist_liveness } end
 local rank, world = dist.get_rank(), dist.get_world_size()
-local res = { rank = rank, world = world }
+local res = { rank = rank, world = world, threads0 = threads0, master = env.master_addr .. ":" .. env.master_port }
 
 local function flat(list)
   local out = {}
@@ -69,6 +73,7 @@ if cfg.mode == "train" then
     ddp.check_config(cfg)
     ddp.check_model(model)
     d = ddp.wrap(model, { bucket_mb = cfg.bucket_mb })
+    ddp.set_loss_mean(cfg.loss_mean)
   end
   local opt = ms.optim.SGD { model, lr = 0.1, momentum = 0.9 }
   res.losses = {}
@@ -78,6 +83,13 @@ if cfg.mode == "train" then
       io.stdout:write(string.format("rank %d failing (%s) at step %d, time %.6f\n", rank, cfg.fail_how, step, ms.time()))
       io.stdout:flush()
       if cfg.fail_how == "exit3" then os.exit(3) end
+      if cfg.fail_how == "error" then -- a Lua error under a traceback longer than 10 lines
+        local function deep(n)
+          if n == 0 then error(string.format("rank %d: deliberate error at step %d", rank, step)) end
+          deep(n - 1)
+        end
+        deep(12)
+      end
       if cfg.fail_how == "kill" then
         pcall(ffi.cdef, "int getpid(void);")
         pcall(ffi.cdef, "int kill(int pid, int sig);")
@@ -89,7 +101,17 @@ if cfg.mode == "train" then
     local G = B * world
     local xa, ta = ms.randn(G, 3, 6, 5), ms.randn(G, 3, 6, 5)
     local x, t = xa:narrow(1, rank * B + 1, B), ta:narrow(1, rank * B + 1, B)
-    local loss = (model(x) - t):pow(2):mean()
+    local loss
+    if cfg.loss == "ce" then
+      -- labels from the targets; the first sample of the global batch ignores 24 of its 30
+      -- pixels, so rank 0 holds far fewer valid pixels than the others
+      local lbl = ta:argmax(2) - 1
+      ms.no_grad(function() lbl:narrow(1, 1, 1):view(30):narrow(1, 1, 24):fill_(255) end)
+      local ce = ms.losses.CrossEntropyLoss { ignore_index = 255 }
+      loss = ce(model(x), lbl:narrow(1, rank * B + 1, B):contiguous())
+    else
+      loss = (model(x) - t):pow(2):mean()
+    end
     opt:zero_grad()
     loss:backward()
     if d then d:sync() end
@@ -118,18 +140,14 @@ if cfg.mode == "train" then
   end
 elseif cfg.mode == "syncbn" then
   -- ranks hold 3 and 1 samples of the same 4-sample batch
-  ms.manual_seed(7)
-  local xa = ms.randn({ 4, 5, 3, 2 }, { dtype = "f64" })
-  local ca = ms.randn({ 4, 5, 3, 2 }, { dtype = "f64" })
-  local w, b = ms.randn({ 5 }, { dtype = "f64" }), ms.randn({ 5 }, { dtype = "f64" })
+  local data = require("ddp_syncbn_data")(cfg.dtype)
+  local xa, ca, w, b = data.x, data.c, data.w, data.b
   local s, n = rank == 0 and 1 or 4, rank == 0 and 3 or 1
   local x = xa:narrow(1, s, n):clone():requires_grad_()
   local m = nn.SyncBatchNorm(5)
-  -- f64 parameters and buffers (the module's defaults are f32)
   m:register_parameter("weight", w)
   m:register_parameter("bias", b)
-  m._mean = ms.randn({ 5 }, { dtype = "f64" })
-  m._variance = ms.ones({ 5 }, { dtype = "f64" })
+  m._mean, m._variance = data.mean, data.var
   m.weight.grad, m.bias.grad = nil, nil
   local y = m(x)
   local loss = (y * ca:narrow(1, s, n)):sum()
@@ -137,6 +155,12 @@ elseif cfg.mode == "syncbn" then
   res.y, res.dx = flat { y }, flat { x.grad }
   res.dw, res.db = flat { m.weight.grad }, flat { m.bias.grad }
   res.mean, res.var = flat { m._mean }, flat { m._variance }
+elseif cfg.mode == "hang" then
+  -- every rank waits on a key nobody sets (up to --dist_timeout), silent, as in a collective
+  local f = assert(io.open(cfg.out .. ".pid" .. rank, "w"))
+  f:write(ffi.C.getpid(), "\n")
+  f:close()
+  dist.get_store():get("never/set", cfg.dist_timeout)
 elseif cfg.mode == "buckets" then
   local P = nn.class("P")
   function P:__init()

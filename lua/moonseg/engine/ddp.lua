@@ -18,10 +18,12 @@ end
 -- ---- rendezvous --------------------------------------------------------------------------
 
 -- init{rank=, world_size=, master_addr=, master_port=, timeout = collective seconds (300),
--- connect_timeout = seconds to reach the master (30)} -> ctx. Rank 0 hosts the store. Before
+-- connect_timeout = seconds to reach the master (30), liveness = seconds of silence after which
+-- a peer counts as gone and this rank exits naming it (5)} -> ctx. Rank 0 hosts the store. Before
 -- the communicator is built the ranks compare world sizes and claim their rank through the
 -- store, so a wrong WORLD_SIZE or a rank started twice fails in seconds on every rank.
 function M.init(o)
+  require("moonseg.engine.launch").watch_launcher() -- die with our launcher, if we have one
   local e = dist.resolve_env(o)
   local rank, world = e.rank, e.world_size
   local timeout, ct = o.timeout or 300, math.min(o.connect_timeout or 30, o.timeout or 300)
@@ -92,6 +94,13 @@ function M.init(o)
     end
     dist.init_process_group { rank = rank, world_size = world, local_rank = e.local_rank, store = store,
       timeout = timeout }
+    -- liveness: a rank whose heartbeat goes silent (or a store that stops answering) for
+    -- `liveness` seconds ends the job in seconds, not after a collective's timeout
+    local live = o.liveness or 5
+    local wp = require("ffi").new("ms_watchdog*[1]")
+    ms.lib.check(ms.lib.C.ms_watchdog_start(e.master_addr, e.master_port, rank, world,
+      math.min(1000, math.floor(live * 250)), math.floor(live * 1000), wp))
+    ctx.watchdog = wp[0]
   end)
   if not okc then
     if ctx.server then
@@ -117,6 +126,11 @@ end
 function M.finish(ctx)
   if ctx.finished then return end
   ctx.finished = true
+  if ctx.watchdog then
+    ms.lib.C.ms_watchdog_stop(ctx.watchdog)
+    ctx.watchdog = nil
+  end
+  M.set_loss_mean(nil)
   if dist.is_initialized() then dist.destroy_process_group() end
   local store = ctx.store
   pcall(function()
@@ -366,6 +380,27 @@ end
 -- Stops the hooks (the model keeps working in one process).
 function DDP:remove() self.disabled = true end
 
+-- Loss reduction across ranks: "global" (default) divides every rank's loss sum by the valid
+-- pixels of the whole global batch (one all-reduce of the count per loss call), so N workers x B
+-- equal 1 x N*B also with padding and ignored pixels; "rank" keeps PyTorch DDP's mean over each
+-- rank's own valid pixels. nil restores the one-process behaviour.
+function M.set_loss_mean(mode)
+  if mode == nil then
+    ms.losses.denominator_sync = nil
+  elseif mode == "global" then
+    local t = ms.zeros(1, { dtype = "f64" })
+    ms.losses.denominator_sync = function(d)
+      t:fill_(d)
+      dist.all_reduce(t, "sum")
+      return t:item() / dist.get_world_size()
+    end
+  elseif mode == "rank" then
+    ms.losses.denominator_sync = nil
+  else
+    error("data parallel: --loss_mean must be global or rank, got " .. tostring(mode), 2)
+  end
+end
+
 -- attach(ctx, parts, cfg): makes a recipe's parts data parallel: SyncBatchNorm, the start
 -- checks (flags and model agree on every rank), broadcast and gradient hooks, and the hooks
 -- train() calls (grad_sync, metric_sync); rank and world_size for sharding and logging.
@@ -376,11 +411,16 @@ function M.attach(ctx, parts, cfg)
   M.check_model(model)
   local d = M.wrap(model, { bucket_mb = cfg.bucket_mb, log_every = cfg.log_iters })
   parts.rank, parts.world_size = ctx.rank, ctx.world_size
+  M.set_loss_mean(cfg.loss_mean or "global")
   parts.grad_sync = function() d:sync() end
   parts.metric_sync = function(t) return dist.all_reduce(t, "sum") end
+  local lt = ms.zeros(1, { dtype = "f64" })
+  parts.loss_sync = function(v) return dist.all_reduce(lt:fill_(v), "avg"):item() end
   ctx.ddp = d
-  log.info(string.format("[DDP] rank %d of %d: %d buckets of <= %g MB, SyncBatchNorm, timeout %g s",
-    ctx.rank, ctx.world_size, #d.buckets, cfg.bucket_mb or 25, ctx.timeout))
+  log.info(string.format("[DDP] rank %d of %d: %d buckets of <= %g MB, SyncBatchNorm, loss mean over %s, " ..
+    "timeout %g s", ctx.rank, ctx.world_size, #d.buckets, cfg.bucket_mb or 25,
+    (cfg.loss_mean or "global") == "global" and "the global batch's valid pixels" or "each rank's valid pixels",
+    ctx.timeout))
   return d
 end
 

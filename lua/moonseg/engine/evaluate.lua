@@ -30,14 +30,23 @@ function M.evaluate(model, dataset, o)
   if show then log.info(string.format("Start evaluating (total_samples: %d, total_iters: %d)...", dataset:size(), n)) end
   local bar = show and log.progress(n, "") or nil
   local t0 = ms.time()
+  -- [distributed] the sampler wraps the set to a multiple of the world size; rank r's i-th
+  -- sample is position r + (i - 1) * world of that order, and positions past the set's end
+  -- are repeats that would be counted twice: skip them
+  local rank, world, total = o.rank or 0, o.world_size or 1, dataset:size()
   for i = 1, n do
     local img, label = loader:next()
+    if rank + (i - 1) * world >= total then
+      if bar then bar:update(i, "") end
+      goto continue
+    end
     local logits = infer.logits(model, img, { is_slide = o.aug and o.aug.is_slide,
       crop_size = o.aug and o.aug.crop_size, stride = o.aug and o.aug.stride,
       flip_horizontal = o.aug and o.aug.flip_horizontal, flip_vertical = o.aug and o.aug.flip_vertical,
       scales = o.aug and o.aug.scales, size = { label:size(2), label:size(3) } })
     cm:update(logits, label:to(logits.device))
     if bar then bar:update(i, string.format(" - batch_cost: %.4f", (ms.time() - t0) / i)) end
+    ::continue::
   end
   loader:close()
   if o.all_reduce then cm:all_reduce(o.all_reduce) end

@@ -24,6 +24,9 @@ for _, decl in ipairs {
   "int poll(struct pollfd *fds, unsigned long nfds, int timeout);",
   "char *strerror(int errnum);",
   "extern char **environ;",
+  "int getpid(void);",
+  "int getppid(void);",
+  "int prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long arg4, unsigned long arg5);",
 } do pcall(ffi.cdef, decl) end
 local C = ffi.C
 
@@ -31,6 +34,24 @@ local O_RDONLY, O_WRONLY, O_CREAT, O_TRUNC, O_CLOEXEC = 0, 1, 0x40, 0x200, 0x800
 local WNOHANG, SIGTERM, SIGKILL, POLLIN = 1, 15, 9, 1
 local signames = { [1] = "SIGHUP", [2] = "SIGINT", [3] = "SIGQUIT", [4] = "SIGILL", [6] = "SIGABRT",
   [7] = "SIGBUS", [8] = "SIGFPE", [9] = "SIGKILL", [11] = "SIGSEGV", [13] = "SIGPIPE", [15] = "SIGTERM" }
+
+local PR_SET_PDEATHSIG = 1
+
+-- [in a worker] Ties this process's life to its launcher's: the kernel sends SIGKILL when the
+-- launcher dies (even by SIGKILL), so no worker outlives it waiting on a collective. Set here,
+-- in the child, since posix_spawn runs no code between fork and exec; the launcher's pid in
+-- MOONSEG_LAUNCHER_PID closes the race of a launcher that died before prctl. Returns true when
+-- armed (a launched worker on Linux).
+function M.watch_launcher()
+  local pid = tonumber(os.getenv("MOONSEG_LAUNCHER_PID") or "")
+  if not pid or ffi.os ~= "Linux" then return false end
+  if C.prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0) ~= 0 then return false end
+  if C.getppid() ~= pid then
+    io.stderr:write(string.format("worker: the launcher (pid %d) is gone; exiting\n", pid))
+    os.exit(1)
+  end
+  return true
+end
 
 -- The launch flags (added to a recipe's flag spec).
 function M.spec()
@@ -40,7 +61,11 @@ function M.spec()
     { "ips", "string", nil, "run the job on these nodes (comma-separated; rank 0 on the first)" },
     { "node_rank", "int", nil, "this node's position in --ips (default: found from this host's addresses)", min = 0 },
     { "dist_timeout", "float", 180, "seconds a collective may wait for the other ranks", min = 1 },
+    { "dist_liveness", "float", 5, "seconds without a heartbeat before a rank counts as unreachable (the job stops)",
+      min = 1 },
     { "bucket_mb", "float", 25, "gradient all-reduce bucket size in MB", min = 0 },
+    { "loss_mean", "string", "global", "data parallel loss: mean over the global batch's valid pixels, or each rank's (PyTorch)",
+      choices = { "global", "rank" } },
   }
 end
 
@@ -147,13 +172,20 @@ function M.plan(cfg)
     end
   end
   local world = nnodes * nper
+  -- CPU threads per worker: the cores this launcher may use shared among its local workers
+  -- (torchrun sets 1), unless --threads (passed on to the workers) or OMP_NUM_THREADS says
+  local threads = tonumber(os.getenv("OMP_NUM_THREADS") or "")
+  if not threads and not cfg.threads then
+    threads = math.max(1, math.floor(require("moonseg").get_num_threads() / nper))
+  end
   local p = { workers = {}, master_addr = master_addr, port = port, world_size = world, node_rank = node_rank,
-    store_server = hosted }
+    store_server = hosted, threads = cfg.threads or threads }
   for i = 0, nper - 1 do
     local rank = node_rank * nper + i
     local env = { RANK = rank, WORLD_SIZE = world, LOCAL_RANK = i, LOCAL_WORLD_SIZE = nper,
       MASTER_ADDR = master_addr, MASTER_PORT = port, MOONSEG_NODE_RANK = node_rank,
-      MOONSEG_STORE_HOSTED = hosted and 1 or nil }
+      MOONSEG_STORE_HOSTED = hosted and 1 or nil, MOONSEG_LAUNCHER_PID = C.getpid() }
+    if threads then env.OMP_NUM_THREADS = threads end
     if devices then env.CUDA_VISIBLE_DEVICES = devices[i + 1] end
     p.workers[#p.workers + 1] = { rank = rank, local_rank = i, env = env }
   end
@@ -231,6 +263,26 @@ local function tail_lines(path, n)
   return lines
 end
 
+-- The Lua error message above the last "stack traceback:" of a log (up to 5 lines, from the
+-- "luajit: " line on), or nil: a deep traceback pushes it out of the last lines.
+local function error_message(path)
+  local f = io.open(path, "r")
+  if not f then return nil end
+  local lines, t = {}, nil
+  for line in f:lines() do
+    lines[#lines + 1] = line
+    if line:match("^%s*stack traceback:") then t = #lines end
+  end
+  f:close()
+  if not t or t < 2 then return nil end
+  local s = t - 1
+  while s > 1 and s > t - 5 and not lines[s]:match("^luajit: ") do s = s - 1 end
+  if not lines[s]:match("^luajit: ") then s = t - 1 end
+  local msg = {}
+  for i = s, t - 1 do msg[#msg + 1] = lines[i] end
+  return msg, #lines - s + 1
+end
+
 local function describe(st)
   local sig = bit.band(st, 0x7f)
   if sig == 0 then return string.format("exited with status %d", bit.band(bit.rshift(st, 8), 0xff)), false end
@@ -259,9 +311,9 @@ function M.run(cfg, argv, o)
   for _, a in ipairs(M.strip(argv)) do cmd[#cmd + 1] = a end
 
   local workers = {}
-  out:write(string.format("launch: %d worker%s on node %d (world size %d, master %s:%d), logs in %s/workerlog.N\n",
-    #plan.workers, #plan.workers == 1 and "" or "s", plan.node_rank, plan.world_size, plan.master_addr,
-    plan.port, log_dir))
+  out:write(string.format("launch: %d worker%s on node %d (world size %d, master %s:%d), %d thread%s each, " ..
+    "logs in %s/workerlog.N\n", #plan.workers, #plan.workers == 1 and "" or "s", plan.node_rank, plan.world_size,
+    plan.master_addr, plan.port, plan.threads, plan.threads == 1 and "" or "s", log_dir))
   out:flush()
   local echo_fd, echo_log = -1, nil
   local ok, err = pcall(function()
@@ -313,7 +365,7 @@ function M.run(cfg, argv, o)
   local function is_follower(w)
     local tail = table.concat(tail_lines(w.log, 10), "\n")
     for _, mark in ipairs { "closed by peer", "connection closed", "timed out", "have not reached",
-      "communicator is broken", "Connection reset" } do
+      "communicator is broken", "Connection reset", "is unreachable" } do
       if tail:find(mark, 1, true) then return true end
     end
     return false
@@ -389,6 +441,10 @@ function M.run(cfg, argv, o)
           what, #stopped > 0 and (" (ranks " .. table.concat(stopped, ", ") .. ")") or ""))
       else
         errf:write(string.format("launch: rank %d (pid %d) %s as well.\n", w.rank, w.pid, what))
+      end
+      local msg, from_end = error_message(w.log)
+      if msg and from_end > #lines then
+        errf:write("launch: error: ", table.concat(msg, "\n  "), "\n")
       end
       errf:write(string.format("launch: last %d lines of %s:\n", #lines, w.log))
       for _, l in ipairs(lines) do errf:write("  | ", l, "\n") end

@@ -34,7 +34,7 @@ function M.spec(d)
     { "amp_level", "string", "O1", "O1 (autocast) or O2 (half weights, f32 masters) with --precision fp16/bf16",
       choices = { "O1", "O2" } },
     { "scale_loss", "string", nil, "fp16 loss scaling: dynamic (default, init 1024) or a static number" },
-    { "threads", "int", nil, "CPU threads (default: all cores)", min = 1 },
+    { "threads", "int", nil, "CPU threads (default: all cores; launched workers: cores / workers per node)", min = 1 },
     { "log_dir", "string", nil, "also append the log to log_dir/train.log (launching: workerlog.N, default log)" },
     { "skip_bad", "bool", false, "skip unreadable or invalid samples (logged, counted) instead of stopping" },
   }
@@ -101,7 +101,7 @@ function M.run_unguarded(cfg, build)
   -- [distributed] one rank of a multi-process job: join the group before building
   local ddp, dctx = require "moonseg.engine.ddp", nil
   if require("moonseg.engine.launch").in_job() and ms.dist.resolve_env().world_size > 1 then
-    dctx = ddp.init { timeout = cfg.dist_timeout }
+    dctx = ddp.init { timeout = cfg.dist_timeout, liveness = cfg.dist_liveness }
   end
   ms.manual_seed(cfg.seed)
   local parts = build(cfg)

@@ -121,6 +121,8 @@ function M.train(cfg)
 
     if iter % log_iters == 0 or iter == iters then
       local bc, rc = batch_cost / n_avg, reader_cost / n_avg
+      -- [distributed] the mean over the ranks (every rank logs at the same iterations)
+      if cfg.loss_sync then avg_loss = cfg.loss_sync(avg_loss / n_avg) * n_avg end
       local remain = (iters - iter) * bc
       log.info(string.format("[TRAIN] epoch: %d, iter: %d/%d, loss: %.4f, lr: %.6f, batch_cost: %.4f, " ..
         "reader_cost: %.5f, ips: %.4f samples/sec%s | ETA %s", epoch + 1, iter, iters, avg_loss / n_avg, lr,

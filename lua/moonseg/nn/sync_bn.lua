@@ -1,5 +1,6 @@
 -- sync_bn.lua: SyncBatchNorm, batch normalization whose batch statistics span every rank of
--- the process group (count-weighted, so ranks may hold different batch sizes). State-dict
+-- the process group (count-weighted, so ranks may hold different batch sizes). Sums run in f64 on
+-- plain batch normalization's kernels, so N ranks x B round like one process with N*B. State-dict
 -- names are nn.BatchNorm2d's (weight, bias, _mean, _variance): checkpoints load either way.
 -- With one process (or in eval mode) it is plain batch normalization.
 local Module = require "moonseg.nn.module"
@@ -7,32 +8,30 @@ local Module = require "moonseg.nn.module"
 return function(nn, ms)
   local F, A, dist = ms.functional, require "moonseg.autograd", require "moonseg.dist"
 
-  -- Reduction dims (all but the channel dim 2) and a broadcast shape [1, C, 1, ...].
+  -- The channel count of an [N, C, ...] input.
   local function layout(x)
-    local nd = x:dim()
-    if nd < 2 then
+    if x:dim() < 2 then
       error("SyncBatchNorm: input must be [N, C, ...], got [" .. table.concat(x:size(), ", ") .. "] " .. x:type(), 3)
     end
-    local C = x:size(2)
-    local dims, bshape = { 1 }, { 1, C }
-    for d = 3, nd do
-      dims[#dims + 1] = d
-      bshape[d] = 1
-    end
-    return C, dims, bshape
+    return x:size(2)
   end
 
+  local L, T = require "moonseg.lib", require "moonseg.tensor"
+  local C_, ctx, out = L.C, L.ctx, L.out
+  local h = T.handle
+
   -- Global per-channel mean and biased variance over all ranks (f64), and the total count.
-  -- Each rank sends (count, its mean, its sum of squared deviations); Chan's merge of those
-  -- is exact up to rounding and free of the cancellation of sum(x^2) - N mean^2.
-  local function global_stats(x, C, dims, bshape)
+  -- Each rank sends (count, its mean, its sum of squared deviations), its moments summed in
+  -- f64 by batch_norm's own kernel; Chan's merge of those is exact up to rounding.
+  local function global_stats(x, C)
     local n = x:numel() / C
     local st = ms.zeros(2 * C + 1, { dtype = "f64", device = x:device_str() })
     st:narrow(1, 1, 1):fill_(n)
     if n > 0 then
-      local m = x:mean(dims)
-      st:narrow(1, 2, C):copy_(m)
-      st:narrow(1, C + 2, C):copy_((x - m:view(bshape)):pow(2):sum(dims))
+      L.check(C_.ms_batch_norm_moments(ctx, h(x), out))
+      local mv = T.wrap(out[0])
+      st:narrow(1, 2, C):copy_(mv:select(1, 1))
+      st:narrow(1, C + 2, C):copy_(mv:select(1, 2) * n)
     end
     local all = dist.all_gather_into_tensor(st) -- [W, 2C + 1]
     local counts = all:narrow(2, 1, 1)          -- [W, 1]
@@ -45,25 +44,28 @@ return function(nn, ms)
     return mean, var, N
   end
 
+  -- The backward of plain batch_norm with the per-channel sums reduced over the ranks: each
+  -- rank sums its part (f64, batch_norm's kernel), the all-reduce adds them, and dx comes from
+  -- batch_norm's affine kernel with the global sums and count.
   local function sync_backward(node, g)
     local s = node.saved
     local want_x, want_w, want_b = node.next[1], node.next[2], node.next[3]
-    local bs = s.bshape
-    local xhat = (s.x - s.mean:view(bs)) * s.invstd:view(bs)
-    local sum_g = g:sum(s.dims)
-    local sum_gx = (g * xhat):sum(s.dims)
+    -- this rank's sum(g) and sum(g * (x - mean)), f64 [2, C]
+    L.check(C_.ms_batch_norm_grad_sums(ctx, h(g), h(s.x), h(s.mean), out))
+    local sums = T.wrap(out[0])
+    local pd = s.w and s.w:type() or s.x:type()
+    -- weight and bias get this rank's share; data parallel averages them afterwards
+    local dw = want_w and (sums:select(1, 2) * s.invstd:to("f64")):to(pd) or nil
+    local db = want_b and sums:select(1, 1):clone():to(pd) or nil
     local dx
     if want_x then
       -- the statistics depend on every rank's input: reduce the per-channel sums globally
-      local red = ms.cat({ sum_g, sum_gx }, 1)
-      dist.all_reduce(red, "sum")
-      local C = s.C
-      local mg, mgx = red:narrow(1, 1, C) / s.N, red:narrow(1, C + 1, C) / s.N
-      local scale = s.w and (s.w * s.invstd) or s.invstd
-      dx = (g - mg:view(bs) - xhat * mgx:view(bs)) * scale:view(bs)
+      dist.all_reduce(sums, "sum")
+      L.check(C_.ms_batch_norm_backward_global(ctx, h(g), h(s.x), s.w and h(s.w) or nil, h(s.mean),
+        h(s.invstd), h(sums), s.N, out))
+      dx = T.wrap(out[0])
     end
-    -- weight and bias get this rank's share; data parallel averages them afterwards
-    return dx, want_w and sum_gx or nil, want_b and sum_g or nil
+    return dx, dw, db
   end
 
   -- sync_batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps):
@@ -72,11 +74,11 @@ return function(nn, ms)
     if not training or not dist.is_initialized() or dist.get_world_size() == 1 then
       return F.batch_norm(x, rm, rv, w, b, training, momentum, eps)
     end
-    local C, dims, bshape = layout(x)
+    local C = layout(x)
     local y, mean, invstd, N
     A.no_grad(function()
       local mean64, var64
-      mean64, var64, N = global_stats(x, C, dims, bshape)
+      mean64, var64, N = global_stats(x, C)
       local dt = x:type()
       mean, invstd = mean64:to(dt), (var64 + eps):rsqrt():to(dt)
       if rm then rm:mul_(1 - momentum):add_(mean64:to(rm:type()) * momentum) end
@@ -85,11 +87,11 @@ return function(nn, ms)
         rv:mul_(1 - momentum):add_(unbiased:to(rv:type()) * momentum)
       end
       -- normalise with the global statistics: batch_norm in inference form
-      y = F.batch_norm(x, mean, var64:to(dt), w, b, false, 0, eps)
+      y = F.batch_norm(x, mean64, var64, w, b, false, 0, eps)
     end)
     if A.needs(x, w, b) then
       A.record("sync_batch_norm", { x, w, b }, { y }, sync_backward, { x = A.save(x), w = A.save(w),
-        mean = mean, invstd = invstd, N = N, C = C, dims = dims, bshape = bshape })
+        mean = mean, invstd = invstd, N = N })
     end
     return y
   end

@@ -1,0 +1,42 @@
+"""torch_allreduce.py MB REPS PORT: the PyTorch peer of ddp_bench.lua's all-reduce: 2 local
+processes, gloo, all_reduce of an MB MB float32 tensor; prints the median seconds of REPS."""
+import os
+import statistics
+import sys
+import time
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+
+def run(rank, mb, reps, port, q):
+    os.environ["MASTER_ADDR"] = "127.0.0.1"
+    os.environ["MASTER_PORT"] = str(port)
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    t = torch.ones(int(mb * 1024 * 1024 / 4))
+    dist.all_reduce(t)  # warm-up
+    times = []
+    for _ in range(reps):
+        dist.barrier()
+        t0 = time.perf_counter()
+        dist.all_reduce(t)
+        times.append(time.perf_counter() - t0)
+    if rank == 0:
+        q.put(statistics.median(times))
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    mb, reps, port = float(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    procs = [ctx.Process(target=run, args=(r, mb, reps, port, q)) for r in range(2)]
+    for p in procs:
+        p.start()
+    res = q.get()
+    for p in procs:
+        p.join()
+    print("TORCH", torch.__version__)
+    print("RESULT %.6f" % res)
