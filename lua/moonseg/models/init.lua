@@ -1,6 +1,7 @@
 -- models: segmentation models with PaddleSeg's names (ms.models.PPLiteSeg{...}, backbones).
 local stdcnet = require "moonseg.models.stdcnet"
 local pp_liteseg = require "moonseg.models.pp_liteseg"
+local mit = require "moonseg.models.mix_transformer"
 
 local models = {
   layers = require "moonseg.models.layers",
@@ -13,5 +14,11 @@ local models = {
   PPContextModule = pp_liteseg.PPContextModule,
   UAFM_SpAtten = pp_liteseg.UAFM_SpAtten,
   SegHead = pp_liteseg.SegHead,
+  SegFormer = require("moonseg.models.segformer").SegFormer,
+  MixVisionTransformer = mit.MixVisionTransformer,
+  MixVisionTransformer_B0 = mit.MixVisionTransformer_B0,
 }
+-- Backbones by PaddleSeg's names (ms.models.backbones.X{...}), one line per backbone.
+models.backbones = models.backbones or {}
+models.backbones.MixVisionTransformer_B0 = mit.MixVisionTransformer_B0
 return models
