@@ -103,3 +103,8 @@ class BatchNorm(torch.nn.Module):
     def forward(self, x):
         return torch.nn.functional.batch_norm(x, self._mean, self._variance, self.weight, self.bias,
                                               self.training, 0.1, 1e-5)
+
+
+def keys_digest(keys):
+    """Order-free digest of a key set: sum of the keys' seeds mod 2^31-1 (model_golden.lua too)."""
+    return sum(key_seed(k) for k in keys) % P

@@ -211,7 +211,7 @@ def main():
     target = gc.label([INPUT[0], INPUT[2], INPUT[3]])
     loss = gc.ce(outs[0], target)
     loss.backward()
-    fields = [("keys", str(keys)), ("params", str(params)),
+    fields = [("keys", str(keys)), ("params", str(params)), ("keys_digest", str(gc.keys_digest(m.state_dict().keys()))),
               ("input_shape", "{ %s }" % ", ".join(map(str, INPUT))),
               ("eval", "{ %s }" % gc.stats(ev[0])), ("train", "{ %s }" % gc.stats(outs[0])),
               ("loss", "%.17g" % loss.item()),

@@ -12,6 +12,13 @@ local function key_seed(key)
   return h % (P - 1) + 1
 end
 
+-- Order-free digest of a list of keys (golden_common.keys_digest).
+function M.keys_digest(keys)
+  local s = 0
+  for _, k in ipairs(keys) do s = (s + key_seed(k)) % P end
+  return s
+end
+
 -- Fills t (contiguous f32/f64) by the rule of golden_common.fill.
 function M.fill(key, t)
   local shape, n = t:size(), t:numel()

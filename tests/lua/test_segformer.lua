@@ -24,6 +24,7 @@ H.case("SegFormer-B0: 191 PaddleSeg keys, 3,719,027 parameters, Linear weights [
   H.eq(#keys, G.keys)
   H.eq(m:num_parameters(), 3719027)
   H.eq(m:num_parameters(), G.params)
+  H.eq(MG.keys_digest(keys), G.keys_digest, "same key set as the twin")
   local sd = m:state_dict()
   local expect = {
     ["backbone.patch_embed1.proj.weight"] = { 32, 3, 7, 7 },
