@@ -19,7 +19,7 @@ py1=/usr/bin/python3
 py2=/tmp/pt2/venv/bin/python
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
-args="--batch 2 --size $size $size --steps $steps --threads $threads"
+args="--batch 2 --size $size $size --steps $steps --warmup ${WARMUP:-1} --threads $threads"
 echo "# load before: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cpus"
 for model in $models; do
   i=1
