@@ -1,4 +1,5 @@
--- predict.lua: run a trained PP-LiteSeg over images and write pseudo-colour masks and overlays.
+-- predict.lua: run a trained model (the one its checkpoint's state.json names; PP-LiteSeg by
+-- default) over images and write pseudo-colour masks and overlays.
 --   luajit recipes/predict.lua --model_path output/best_model --image_path DIR_OR_IMAGE
 --     [--save_dir output/result] [--num_classes N] [--backbone STDC1|STDC2]
 --     [--aug_pred --flip_horizontal --scales 0.75,1.0,1.25] [--is_slide --crop_size W H --stride W H]
@@ -40,13 +41,15 @@ if cfg.threads then ms.set_num_threads(cfg.threads) end
 local weights = cfg.model_path
 if not weights:match("%.safetensors$") then weights = weights .. "/model.safetensors" end
 local sd = ms.load(weights)
-local nc = cfg.num_classes
+-- the model the checkpoint's state.json names (any registered model), else PP-LiteSeg
+local spec = require("moonseg.models.registry").spec_of_checkpoint(cfg.model_path)
+local nc = cfg.num_classes or (spec and spec.args.num_classes)
 if not nc then -- the classifier's output channels
   local w = sd["seg_heads.0.conv_out.weight"]
   if not w then error("cannot tell num_classes from " .. weights .. ": pass --num_classes", 0) end
   nc = w:size(1)
 end
-local model = ms.models.PPLiteSeg { num_classes = nc, backbone = cfg.backbone }
+local model = spec and ms.models.build(spec) or ms.models.PPLiteSeg { num_classes = nc, backbone = cfg.backbone }
 model:load_state_dict(sd)
 local scales = {}
 for s in cfg.scales:gmatch("[^,]+") do scales[#scales + 1] = tonumber(s) end

@@ -1,16 +1,16 @@
 -- segformer.lua: train SegFormer-B0. With no arguments: a short schedule on the built-in
 -- synthetic data set (small crops; a few minutes on a 2-core CPU), evaluating and keeping
 -- best_model. With --dataset_root: PaddleSeg's segformer_b0_cityscapes_1024x1024_160k on a
--- Cityscapes tree, or a PaddleSeg-format set with train_list.txt (batch 2, crop 1024x1024, 160k iters, AdamW betas 0.9/0.999 weight decay
--- 0.01, lr 6e-5 poly power 1, cross-entropy; sliding-window evaluation, window 1024x1024,
--- stride 768x768).
---   luajit recipes/segformer.lua [--dataset_root data/cityscapes] [--pretrained mit_b0.safetensors]
+-- Cityscapes tree, or a PaddleSeg-format set with train_list.txt (batch 2, crop 1024x1024, 160k
+-- iters, AdamW betas 0.9/0.999 weight decay 0.01, lr 6e-5 poly power 1, cross-entropy;
+-- sliding-window evaluation, window 1024x1024 (the crop), stride 768x768).
+--   luajit recipes/segformer.lua [--dataset_root data/cityscapes] [--with_cp] [--pretrained mit_b0.safetensors]
 local root = (arg and arg[0] and arg[0]:match("^(.*)/[^/]*$") or ".") .. "/.."
 package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
 
 local ms = require "moonseg"
 local recipe = require "moonseg.engine.recipe"
-local spec = require "moonseg.models.spec"
+local pretrained = require "moonseg.models.pretrained"
 local T = ms.data.transforms
 
 local argv = arg or {}
@@ -27,6 +27,8 @@ local defaults = on_dataset and {
   save_interval = 200, do_eval = true, num_workers = 2, log_iters = 10,
 }
 
+defaults.extra_flags = { { "with_cp", "bool", false,
+  "gradient checkpointing of the backbone's blocks: recomputed in backward (less memory, slower)" } }
 local cfg = recipe.parse(defaults, argv, "recipes/segformer.lua")
 
 recipe.run(cfg, function(c)
@@ -44,14 +46,14 @@ recipe.run(cfg, function(c)
     val_ds = ms.data.Synthetic { mode = "val" }
   end
   local model_spec = { name = "SegFormer", args = { num_classes = c.num_classes, embedding_dim = 256,
-    backbone = { name = "MixVisionTransformer_B0", args = {} } } }
-  local model = spec.build(model_spec)
-  if c.pretrained then spec.load_backbone(model, c.pretrained) end
+    backbone = { name = "MixVisionTransformer_B0", args = { with_cp = c.with_cp } } } }
+  local model = ms.models.build(model_spec) -- recorded in checkpoints' state.json
+  if c.pretrained then pretrained.load_matching(model.backbone, c.pretrained, "--pretrained") end
   local ce = ms.losses.CrossEntropyLoss { ignore_index = 255 }
   return {
     description = string.format("SegFormer-B0, %d classes, %s", c.num_classes,
-      c.dataset_root or "built-in synthetic data set"),
-    model = model, model_spec = model_spec, train_dataset = train_ds, val_dataset = val_ds,
+      (c.dataset_root or "built-in synthetic data set") .. (c.with_cp and ", with_cp" or "")),
+    model = model, train_dataset = train_ds, val_dataset = val_ds,
     train_transforms = T.Compose {
       T.ResizeStepScaling(0.5, 2.0, 0.25),
       T.RandomPaddingCrop(c.crop_size),

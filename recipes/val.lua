@@ -1,6 +1,6 @@
--- val.lua: evaluate a trained model (the one its state.json records, else PP-LiteSeg) on a data
--- set's validation list, as PaddleSeg's val.py: whole images
--- at batch 1, or sliding windows, flips and several scales.
+-- val.lua: evaluate a trained model (the one its checkpoint's state.json names; PP-LiteSeg
+-- by default) on a data set's validation list, as PaddleSeg's val.py:
+-- whole images at batch 1, or sliding windows, flips and several scales.
 --   luajit recipes/val.lua --model_path output/best_model [--dataset_root DIR] [--num_classes N]
 --     [--aug_eval --flip_horizontal --scales 0.75,1.0,1.25] [--is_slide --crop_size W H --stride W H]
 -- Without --dataset_root the built-in synthetic set's validation images are used.
@@ -37,24 +37,12 @@ if cfg.threads then ms.set_num_threads(cfg.threads) end
 local weights = cfg.model_path
 if not weights:match("%.safetensors$") then weights = weights .. "/model.safetensors" end
 local sd = ms.load(weights)
--- A checkpoint written by a recipe records its model ({name=, args=}) in state.json.
-local state_path = weights:gsub("model%.safetensors$", "state.json")
-local function read_recorded()
-  local f = state_path ~= weights and io.open(state_path)
-  if not f then return nil end
-  f:close()
-  return require("moonseg.json").read_file(state_path).model
-end
-local recorded = read_recorded()
-local nc = cfg.num_classes or (recorded and recorded.args and recorded.args.num_classes) or
+-- the model the checkpoint's state.json names (any registered model), else PP-LiteSeg
+local spec = require("moonseg.models.registry").spec_of_checkpoint(cfg.model_path)
+local nc = cfg.num_classes or (spec and spec.args.num_classes) or
   (sd["seg_heads.0.conv_out.weight"] and sd["seg_heads.0.conv_out.weight"]:size(1))
 if not nc then usage("cannot tell num_classes from " .. weights .. ": pass --num_classes") end
-local model
-if recorded then
-  model = require("moonseg.models.spec").build(recorded)
-else
-  model = ms.models.PPLiteSeg { num_classes = nc, backbone = cfg.backbone }
-end
+local model = spec and ms.models.build(spec) or ms.models.PPLiteSeg { num_classes = nc, backbone = cfg.backbone }
 model:load_state_dict(sd)
 local ds = cfg.dataset_root and ms.data.PaddleSegDataset { dataset_root = cfg.dataset_root, mode = "val", num_classes = nc }
   or ms.data.Synthetic { mode = "val" }

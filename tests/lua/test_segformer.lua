@@ -127,4 +127,30 @@ H.case("train mode: dropout2d and drop path are active and change the logits", f
   H.same_list(b:size(), { 2, 19, 32, 32 })
 end)
 
+H.case("with_cp: the same loss and gradients (DropPath masks replayed), less peak memory", function()
+  local function run(with_cp)
+    local m = ms.models.SegFormer { num_classes = 19, embedding_dim = 256,
+      backbone = ms.models.backbones.MixVisionTransformer_B0 { with_cp = with_cp, drop_path_rate = 0.5 } }
+    MG.fill_model(m)
+    m.dropout.p = 0
+    local x = ms.empty({ 2, 3, 64, 64 })
+    MG.fill("input", x)
+    collectgarbage()
+    ms.reset_peak_memory()
+    local base = ms.memory_stats().allocated
+    ms.manual_seed(9) -- the same drop-path draws in both runs
+    local loss = F.cross_entropy(m(x)[1], MG.label { 2, 64, 64 })
+    loss:backward()
+    local sd = m:state_dict()
+    return loss:item(), sd["backbone.patch_embed1.proj.weight"].grad, sd["backbone.block2.1.mlp.fc1.weight"].grad,
+      ms.memory_stats().peak - base
+  end
+  local l0, g0, h0, p0 = run(false)
+  local l1, g1, h1, p1 = run(true)
+  H.near(l1, l0, 1e-6)
+  H.eq((g1 - g0):abs():max():item() <= 1e-5 * (1 + g0:abs():max():item()), true, "first-layer grads")
+  H.eq((h1 - h0):abs():max():item() <= 1e-5 * (1 + h0:abs():max():item()), true, "block grads")
+  assert(p1 < p0 * 0.9, string.format("peak memory with_cp %.1f MB vs %.1f MB", p1 / 2 ^ 20, p0 / 2 ^ 20))
+end)
+
 H.done()

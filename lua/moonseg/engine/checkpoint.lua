@@ -50,7 +50,10 @@ function M.save(dir, parts)
   local files = { model = { tensors = parts.model:state_dict(), meta = { format = "moonseg" } } }
   if parts.optimizer then files.optim = { tensors = parts.optimizer:state_dict() } end
   if parts.ema then files.ema = { tensors = parts.ema:state_dict() } end
-  write_dir(dir, files, parts.state or {})
+  local state = parts.state or {}
+  -- what rebuilds the model (models/registry.lua), for val/predict given only the checkpoint
+  if state.model == nil then state.model = rawget(parts.model, "model_spec") or M.model_spec end
+  write_dir(dir, files, state)
 end
 
 -- load(dir) -> {model=, optim=, ema=, state=} (tables of tensors and the decoded state).

@@ -25,7 +25,8 @@ function M.spec(d)
     { "device", "string", d.device or "auto", "cpu, gpu or auto (gpu when present)", choices = { "auto", "cpu", "gpu" } },
     { "dataset_root", "string", nil, "a PaddleSeg-format data set (train_list.txt, val_list.txt)" },
     { "num_classes", "int", d.num_classes, "number of classes", min = 1 },
-    { "backbone", "string", d.backbone, "STDC1 (PP-LiteSeg-T) or STDC2 (PP-LiteSeg-B)", choices = { "STDC1", "STDC2" } },
+    { "backbone", "string", d.backbone, d.backbone_help or "STDC1 (PP-LiteSeg-T) or STDC2 (PP-LiteSeg-B)",
+      choices = d.backbone_choices or { "STDC1", "STDC2" } },
     { "crop_size", "size", d.crop_size, "training crop W H" },
     { "pretrained", "string", nil, "weights to start from (safetensors; see recipes/tools/convert_pdparams.py)" },
     { "precision", "string", "fp32", "fp32 (fp16/bf16 need the CUDA backend)", choices = { "fp32", "fp16", "bf16" } },
@@ -34,6 +35,7 @@ function M.spec(d)
     { "log_dir", "string", nil, "also append the log to log_dir/train.log (launching: workerlog.N, default log)" },
     { "skip_bad", "bool", false, "skip unreadable or invalid samples (logged, counted) instead of stopping" },
   }
+  for _, f in ipairs(d.extra_flags or {}) do spec[#spec + 1] = f end -- a recipe's own flags
   -- [distributed] the launch and data-parallel flags (engine/launch.lua)
   for _, f in ipairs(require("moonseg.engine.launch").spec()) do spec[#spec + 1] = f end
   return spec
@@ -89,6 +91,7 @@ function M.run(cfg, build)
   end
   ms.manual_seed(cfg.seed)
   local parts = build(cfg)
+  require("moonseg.engine.checkpoint").model_spec = rawget(parts.model, "model_spec")
   for k, v in pairs(cfg) do if parts[k] == nil then parts[k] = v end end
   if dctx then ddp.attach(dctx, parts, cfg) end
   if cfg.log_dir then

@@ -131,8 +131,7 @@ function M.train(cfg)
           best, best_iter, stale = r.miou, iter, 0
           if main then
             ckpt.save(save_dir .. "/best_model", { model = ema and { state_dict = function() return ema:state_dict() end } or model,
-              state = { iter = iter, miou = r.miou, acc = r.acc, kappa = r.kappa, dice = r.mdice,
-                model = cfg.model_spec } })
+              state = { iter = iter, miou = r.miou, acc = r.acc, kappa = r.kappa, dice = r.mdice } })
           end
         else
           stale = stale + 1
@@ -153,8 +152,7 @@ function M.train(cfg)
           iter = iter, epoch = loader:position().epoch, data_position = loader:position(),
           rng = ms.get_rng_state(), best_miou = best, best_iter = best_iter, evals_since_best = stale,
           ema_step = ema and ema.step or nil, moonseg = ms.version,
-          optimizer_state = opt.extra_state and opt:extra_state() or nil,
-          model = cfg.model_spec } }) -- {name=, args=}: recipes/val.lua rebuilds the model from it
+          optimizer_state = opt.extra_state and opt:extra_state() or nil } })
         ckpt.prune(save_dir, cfg.keep_checkpoint_max or 5)
       end
       if cfg.early_stop_intervals and cfg.early_stop_intervals > 0 and stale >= cfg.early_stop_intervals then

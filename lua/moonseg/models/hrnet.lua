@@ -3,6 +3,7 @@
 local ms = require "moonseg"
 local nn = ms.nn
 local F = ms.functional
+local cp = require "moonseg.nn.checkpoint"
 
 local M = {}
 
@@ -48,32 +49,44 @@ local function ConvBNReLU(cin, cout, k, s) return M.ConvBNAct(cin, cout, k, s, t
 -- BottleneckBlock: 1x1 -> 3x3 -> 1x1 (x4 widths) + residual (1x1 ConvBN `conv_down` when
 -- downsample), ReLU.
 M.BottleneckBlock = nn.class("BottleneckBlock")
-function M.BottleneckBlock:__init(cin, filters, downsample)
+function M.BottleneckBlock:__init(cin, filters, downsample, with_cp)
+  self.with_cp = with_cp or false
   self.conv1 = ConvBNReLU(cin, filters, 1)
   self.conv2 = ConvBNReLU(filters, filters, 3)
   self.conv3 = ConvBN(filters, filters * 4, 1)
   if downsample then self.conv_down = ConvBN(cin, filters * 4, 1) end
 end
-function M.BottleneckBlock:forward(x)
+function M.BottleneckBlock:_forward(x)
   local r = self.conv_down and self.conv_down(x) or x
   return F.relu(self.conv3(self.conv2(self.conv1(x))) + r)
+end
+-- with_cp: the block's activations are recomputed in backward (nn/checkpoint.lua), as
+-- MMSegmentation checkpoints HRNet's residual blocks.
+function M.BottleneckBlock:forward(x)
+  if self.with_cp then return cp.run(self, self._forward, self, x) end
+  return self:_forward(x)
 end
 
 -- BasicBlock: 3x3 ConvBNReLU -> 3x3 ConvBN + identity, ReLU.
 M.BasicBlock = nn.class("BasicBlock")
-function M.BasicBlock:__init(cin, filters)
+function M.BasicBlock:__init(cin, filters, with_cp)
+  self.with_cp = with_cp or false
   self.conv1 = ConvBNReLU(cin, filters, 3)
   self.conv2 = ConvBN(filters, filters, 3)
 end
-function M.BasicBlock:forward(x) return F.relu(self.conv2(self.conv1(x)) + x) end
+function M.BasicBlock:_forward(x) return F.relu(self.conv2(self.conv1(x)) + x) end
+function M.BasicBlock:forward(x)
+  if self.with_cp then return cp.run(self, self._forward, self, x) end
+  return self:_forward(x)
+end
 
 -- Layer1: num_blocks bottlenecks named bb_<name>_<i>.
 M.Layer1 = nn.class("Layer1")
-function M.Layer1:__init(cin, filters, nblocks, name)
+function M.Layer1:__init(cin, filters, nblocks, name, with_cp)
   self.names = {}
   for i = 1, nblocks do
     local n = string.format("bb_%s_%d", name, i)
-    self:add_module(n, M.BottleneckBlock(i == 1 and cin or filters * 4, filters, i == 1))
+    self:add_module(n, M.BottleneckBlock(i == 1 and cin or filters * 4, filters, i == 1, with_cp))
     self.names[i] = n
   end
 end
@@ -110,13 +123,13 @@ end
 
 -- Branches: per branch, num_blocks BasicBlocks named bb_<name>_branch_layer_<i>_<j>.
 M.Branches = nn.class("Branches")
-function M.Branches:__init(nblocks, cin, cout, name)
+function M.Branches:__init(nblocks, cin, cout, name, with_cp)
   self.lists = {}
   for i = 1, #cout do
     self.lists[i] = {}
     for j = 1, nblocks[i] do
       local n = string.format("bb_%s_branch_layer_%d_%d", name, i, j)
-      self.lists[i][j] = self:add_module(n, M.BasicBlock(j == 1 and cin[i] or cout[i], cout[i]))
+      self.lists[i][j] = self:add_module(n, M.BasicBlock(j == 1 and cin[i] or cout[i], cout[i], with_cp))
     end
   end
 end
@@ -180,19 +193,19 @@ function M.FuseLayers:forward(xs)
 end
 
 M.HighResolutionModule = nn.class("HighResolutionModule")
-function M.HighResolutionModule:__init(ch, nblocks, filters, name, align_corners)
-  self.branches_func = M.Branches(nblocks, ch, filters, name)
+function M.HighResolutionModule:__init(ch, nblocks, filters, name, align_corners, with_cp)
+  self.branches_func = M.Branches(nblocks, ch, filters, name, with_cp)
   self.fuse_func = M.FuseLayers(filters, filters, name, align_corners)
 end
 function M.HighResolutionModule:forward(xs) return self.fuse_func(self.branches_func(xs)) end
 
 -- Stage: num_modules HighResolutionModules named stage_<name>_<i>.
 M.Stage = nn.class("Stage")
-function M.Stage:__init(ch, nmodules, nblocks, filters, name, align_corners)
+function M.Stage:__init(ch, nmodules, nblocks, filters, name, align_corners, with_cp)
   self.mods = {}
   for i = 1, nmodules do
     self.mods[i] = self:add_module(string.format("stage_%s_%d", name, i),
-      M.HighResolutionModule(ch, nblocks, filters, name .. "_" .. i, align_corners))
+      M.HighResolutionModule(ch, nblocks, filters, name .. "_" .. i, align_corners, with_cp))
   end
 end
 function M.Stage:forward(xs)
@@ -201,8 +214,8 @@ function M.Stage:forward(xs)
 end
 
 -- HRNet{stageK_num_modules, stageK_num_blocks, stageK_num_channels (K = 1..4), in_channels=3,
--- align_corners=false}: returns { cat(branch 1, the others upsampled to it) }, feat_channels
--- { sum of stage 4's widths }. Only padding_same = true (PaddleSeg's default) and has_se =
+-- align_corners=false, with_cp=false}: returns { cat(branch 1, the others upsampled to it) },
+-- feat_channels { sum of stage 4's widths }. Only padding_same = true (PaddleSeg's default) and has_se =
 -- false are built. Convolutions are initialised N(0, 0.001^2), batch norms 1 / 0 (PaddleSeg).
 M.HRNet = nn.class("HRNet")
 function M.HRNet:__init(o)
@@ -211,6 +224,7 @@ function M.HRNet:__init(o)
     error("HRNet: has_se, use_psa and padding_same = false are not implemented", 2)
   end
   local ac = o.align_corners or false
+  local wcp = o.with_cp or false
   self.align_corners = ac
   local c1 = o.stage1_num_channels or { 64 }
   local c2 = o.stage2_num_channels or { 18, 36 }
@@ -221,13 +235,13 @@ function M.HRNet:__init(o)
   self.feat_channels = { sum }
   self.conv_layer1_1 = ConvBNReLU(o.in_channels or 3, 64, 3, 2)
   self.conv_layer1_2 = ConvBNReLU(64, 64, 3, 2)
-  self.la1 = M.Layer1(64, c1[1], (o.stage1_num_blocks or { 4 })[1], "layer2")
+  self.la1 = M.Layer1(64, c1[1], (o.stage1_num_blocks or { 4 })[1], "layer2", wcp)
   self.tr1 = M.TransitionLayer({ c1[1] * 4 }, c2, "tr1")
-  self.st2 = M.Stage(c2, o.stage2_num_modules or 1, o.stage2_num_blocks or { 4, 4 }, c2, "st2", ac)
+  self.st2 = M.Stage(c2, o.stage2_num_modules or 1, o.stage2_num_blocks or { 4, 4 }, c2, "st2", ac, wcp)
   self.tr2 = M.TransitionLayer(c2, c3, "tr2")
-  self.st3 = M.Stage(c3, o.stage3_num_modules or 4, o.stage3_num_blocks or { 4, 4, 4 }, c3, "st3", ac)
+  self.st3 = M.Stage(c3, o.stage3_num_modules or 4, o.stage3_num_blocks or { 4, 4, 4 }, c3, "st3", ac, wcp)
   self.tr3 = M.TransitionLayer(c3, c4, "tr3")
-  self.st4 = M.Stage(c4, o.stage4_num_modules or 3, o.stage4_num_blocks or { 4, 4, 4, 4 }, c4, "st4", ac)
+  self.st4 = M.Stage(c4, o.stage4_num_modules or 3, o.stage4_num_blocks or { 4, 4, 4, 4 }, c4, "st4", ac, wcp)
   ms.no_grad(function()
     for _, m in ipairs(self:modules()) do
       if m.__class == nn.Conv2d then m.weight:copy_(ms.randn(m.weight:size()) * 0.001) end

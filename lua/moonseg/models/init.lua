@@ -15,15 +15,21 @@ local models = {
   PPContextModule = pp_liteseg.PPContextModule,
   UAFM_SpAtten = pp_liteseg.UAFM_SpAtten,
   SegHead = pp_liteseg.SegHead,
-  SegFormer = require("moonseg.models.segformer").SegFormer,
-  MixVisionTransformer = mit.MixVisionTransformer,
-  MixVisionTransformer_B0 = mit.MixVisionTransformer_B0,
-  OCRNet = require("moonseg.models.ocrnet").OCRNet,
-  HRNet = hrnet.HRNet,
-  HRNet_W18 = hrnet.HRNet_W18,
+  backbones = {},
 }
--- Backbones by PaddleSeg's names (ms.models.backbones.X{...}), one line per backbone.
-models.backbones = models.backbones or {}
+-- One line per model (several branches add here).
+models.DeepLabV3P = require("moonseg.models.deeplab").DeepLabV3P
+models.PSPNet = require("moonseg.models.pspnet").PSPNet
+models.UNet = require("moonseg.models.unet").UNet
+models.SegFormer = require("moonseg.models.segformer").SegFormer
+models.OCRNet = require("moonseg.models.ocrnet").OCRNet
+models.MixVisionTransformer = mit.MixVisionTransformer
+models.HRNet = hrnet.HRNet
+models.backbones.STDC1 = stdcnet.STDC1
+models.backbones.STDC2 = stdcnet.STDC2
+models.backbones.ResNet50_vd = require("moonseg.models.resnet_vd").ResNet50_vd
+models.backbones.ResNet101_vd = require("moonseg.models.resnet_vd").ResNet101_vd
 models.backbones.MixVisionTransformer_B0 = mit.MixVisionTransformer_B0
 models.backbones.HRNet_W18 = hrnet.HRNet_W18
+models.build = require("moonseg.models.registry").build
 return models

@@ -3,6 +3,7 @@
 local ms = require "moonseg"
 local nn = ms.nn
 local F = ms.functional
+local cp = require "moonseg.nn.checkpoint"
 
 local M = {}
 
@@ -77,16 +78,23 @@ end
 
 -- Block: pre-norm attention and Mix-FFN, each residual through DropPath.
 M.Block = nn.class("Block")
-function M.Block:__init(dim, num_heads, mlp_ratio, qkv_bias, drop, attn_drop, drop_path, eps, sr_ratio)
+function M.Block:__init(dim, num_heads, mlp_ratio, qkv_bias, drop, attn_drop, drop_path, eps, sr_ratio, with_cp)
+  self.with_cp = with_cp or false
   self.norm1 = nn.LayerNorm(dim, { epsilon = eps })
   self.attn = M.Attention(dim, num_heads, qkv_bias, sr_ratio, attn_drop, drop)
   self.drop_path = nn.DropPath(drop_path)
   self.norm2 = nn.LayerNorm(dim, { epsilon = eps })
   self.mlp = M.Mlp(dim, math.floor(dim * mlp_ratio), drop)
 end
-function M.Block:forward(x, h, w)
+function M.Block:_forward(x, h, w)
   x = x + self.drop_path(self.attn(self.norm1(x), h, w))
   return x + self.drop_path(self.mlp(self.norm2(x), h, w))
+end
+-- with_cp: the encoder layer is recomputed in backward (nn/checkpoint.lua rewinds the
+-- generator, so the DropPath masks of the recompute are the first forward's).
+function M.Block:forward(x, h, w)
+  if self.with_cp then return cp.run(self, self._forward, self, x, h, w) end
+  return self:_forward(x, h, w)
 end
 
 -- OverlapPatchEmbed: conv k x k / stride, padding k // 2, then LayerNorm. Paddle quirk kept:
@@ -104,7 +112,8 @@ end
 
 -- MixVisionTransformer{embed_dims, num_heads, mlp_ratios, qkv_bias, drop_rate, attn_drop_rate,
 -- drop_path_rate, depths, sr_ratios, epsilon (the blocks' and stage norms' LayerNorm eps),
--- in_channels}: returns the four stage maps [B, embed_dims[i], H/4..H/32, ...] (feat_channels).
+-- in_channels, with_cp}: returns the four stage maps [B, embed_dims[i], H/4..H/32, ...]
+-- (feat_channels).
 M.MixVisionTransformer = nn.class("MixVisionTransformer")
 function M.MixVisionTransformer:__init(o)
   o = o or {}
@@ -128,7 +137,7 @@ function M.MixVisionTransformer:__init(o)
       -- drop path rates rise linearly from 0 to drop_path_rate over all blocks (linspace)
       local p = total > 1 and dpr_max * (cur + i - 1) / (total - 1) or 0
       blocks:append(M.Block(dims[s], heads[s], ratios[s], o.qkv_bias or false, o.drop_rate or 0,
-        o.attn_drop_rate or 0, p, eps, srs[s]))
+        o.attn_drop_rate or 0, p, eps, srs[s], o.with_cp))
     end
     self["block" .. s] = blocks
     self["norm" .. s] = nn.LayerNorm(dims[s], { epsilon = eps })

@@ -41,7 +41,7 @@ end
 M.SpatialOCRModule = nn.class("SpatialOCRModule")
 function M.SpatialOCRModule:__init(cin, key, cout, dropout_rate)
   self.attention_block = M.ObjectAttentionBlock(cin, key)
-  self.conv1x1 = nn.Sequential(L.ConvBNReLU(2 * cin, cout, 1), nn.Dropout2D(dropout_rate or 0.1))
+  self.conv1x1 = nn.Sequential(L.ConvBNReLU(2 * cin, cout, 1), nn.Dropout2d(dropout_rate or 0.1))
 end
 function M.SpatialOCRModule:forward(pixels, regions)
   local ctx = self.attention_block(pixels, regions)

@@ -28,7 +28,7 @@ function M.SegFormer:__init(o)
   self.linear_c3 = M.MLP(ch[3], e)
   self.linear_c2 = M.MLP(ch[2], e)
   self.linear_c1 = M.MLP(ch[1], e)
-  self.dropout = nn.Dropout2D(0.1)
+  self.dropout = nn.Dropout2d(0.1)
   self.linear_fuse = L.ConvBNReLU(e * 4, e, 1, { bias = false })
   self.linear_pred = nn.Conv2d(e, o.num_classes, 1)
 end

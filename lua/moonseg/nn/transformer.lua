@@ -1,5 +1,5 @@
--- transformer.lua: the layers the transformer models need (Linear, LayerNorm, GELU, DropPath,
--- Dropout2D), composed from existing ops (matmul, layer_norm, gelu, rand) with Paddle's names.
+-- transformer.lua: the layers the transformer models need (Linear, LayerNorm, GELU, DropPath),
+-- composed from existing ops (matmul, layer_norm, gelu, rand) with Paddle's names.
 local Module = require "moonseg.nn.module"
 
 return function(nn, ms)
@@ -27,21 +27,6 @@ return function(nn, ms)
     local keep = ms.no_grad(function()
       local u = ms.rand(shape, { dtype = x:type(), generator = opts and opts.generator })
       -- Paddle: floor(keep + u) is 1 exactly when u >= p.
-      return u:greater_equal(p):to(x:type()) / (1 - p)
-    end)
-    return x * keep
-  end
-
-  -- F.dropout2d(x [N, C, H, W], p, training): zeroes whole channels with probability p and
-  -- scales the rest by 1 / (1 - p) (Paddle's Dropout2D, mode upscale_in_train).
-  function F.dropout2d(x, p, training, opts)
-    if type(p) ~= "number" or p < 0 or p >= 1 then
-      error("dropout2d: p must be in [0, 1), got " .. tostring(p), 2)
-    end
-    if x:dim() ~= 4 then error("dropout2d: expected [N, C, H, W], got " .. x:dim() .. " dims", 2) end
-    if not training or p == 0 then return x end
-    local keep = ms.no_grad(function()
-      local u = ms.rand({ x:size(1), x:size(2), 1, 1 }, { dtype = x:type(), generator = opts and opts.generator })
       return u:greater_equal(p):to(x:type()) / (1 - p)
     end)
     return x * keep
@@ -83,9 +68,4 @@ return function(nn, ms)
   function nn.DropPath:__init(p) self.drop_prob = p or 0 end
   function nn.DropPath:forward(x) return F.drop_path(x, self.drop_prob, self.training) end
   function nn.DropPath:extra_repr() return "p=" .. self.drop_prob end
-
-  nn.Dropout2D = class("Dropout2D")
-  function nn.Dropout2D:__init(p) self.p = p or 0.5 end
-  function nn.Dropout2D:forward(x) return F.dropout2d(x, self.p, self.training) end
-  function nn.Dropout2D:extra_repr() return "p=" .. self.p end
 end
