@@ -93,7 +93,10 @@ H.case("matches the PyTorch twin in f64: eval, train (both heads), loss, first/l
   MG.compare("grad last", sd["head.cls_head.weight"].grad, G.grad_last, 1e-9, 1e-9, 1e-9)
 end)
 
-H.case("with_cp: the same loss and gradients, BN statistics moved once, less peak memory", function()
+H.case("with_cp: the same loss and gradients, BN statistics moved once, less memory held for backward", function()
+  -- held: what the graph keeps for backward after the forward (garbage collected first). The
+  -- peak itself does not drop at these sizes: forward temporaries wait for the Lua collector
+  -- (measured 31.0 vs 31.0 MB for SegFormer at 128x128) and oneDNN's weight copies dominate.
   local function run(with_cp)
     local m = ms.models.OCRNet { num_classes = 19, backbone_indices = { 0 },
       backbone = ms.models.backbones.HRNet_W18 { with_cp = with_cp } }
@@ -102,23 +105,25 @@ H.case("with_cp: the same loss and gradients, BN statistics moved once, less pea
     local x = ms.empty({ 2, 3, 64, 64 })
     MG.fill("input", x)
     collectgarbage()
-    ms.reset_peak_memory()
     local base = ms.memory_stats().allocated
     local outs = m(x)
     local target = MG.label { 2, 64, 64 }
     local loss = F.cross_entropy(outs[1], target) + F.cross_entropy(outs[2], target) * 0.4
+    collectgarbage()
+    local held = ms.memory_stats().allocated - base
     loss:backward()
     local sd = m:state_dict()
     return loss:item(), sd["backbone.conv_layer1_1._conv.weight"].grad,
       sd["backbone.st3.stage_st3_2.branches_func.bb_st3_2_branch_layer_1_1.conv1._batch_norm._mean"]:clone(),
-      ms.memory_stats().peak - base
+      held
   end
   local l0, g0, r0, p0 = run(false)
   local l1, g1, r1, p1 = run(true)
-  H.near(l1, l0, 1e-6)
+    H.near(l1, l0, 1e-6)
   H.eq((g1 - g0):abs():max():item() <= 1e-4 * (1 + g0:abs():max():item()), true, "first-layer grads")
   H.eq((r1 - r0):abs():max():item() <= 1e-6, true, "running mean moved once")
-  assert(p1 < p0 * 0.9, string.format("peak memory with_cp %.1f MB vs %.1f MB", p1 / 2 ^ 20, p0 / 2 ^ 20))
+  -- measured 17.2 -> 11.6 MB (OCRNet, 64x64), 16.3 -> 9.6 MB (SegFormer, 128x128)
+  assert(p1 < p0 * 0.8, string.format("held memory with_cp %.1f MB vs %.1f MB", p1 / 2 ^ 20, p0 / 2 ^ 20))
 end)
 
 H.done()

@@ -12,11 +12,11 @@ local tmp = os.tmpname()
 os.remove(tmp)
 os.execute("mkdir -p " .. tmp)
 
-local function sh(cmd)
-  local p = io.popen(cmd .. " 2>&1")
+local function sh(cmd) -- output and exit status (LuaJIT's popen close does not give it)
+  local p = io.popen(cmd .. " 2>&1; echo \"rc=$?\"")
   local out = p:read("*a")
-  local ok, _, rc = p:close()
-  return out, ok and 0 or rc
+  p:close()
+  return out, tonumber(out:match("rc=(%d+)%s*$"))
 end
 
 -- The same small set as test_engine: 12 train, 3 val images of 48..64 pixels.

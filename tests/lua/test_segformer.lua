@@ -127,30 +127,35 @@ H.case("train mode: dropout2d and drop path are active and change the logits", f
   H.same_list(b:size(), { 2, 19, 32, 32 })
 end)
 
-H.case("with_cp: the same loss and gradients (DropPath masks replayed), less peak memory", function()
+H.case("with_cp: the same loss and gradients (DropPath masks replayed), less memory held for backward", function()
+  -- held: what the graph keeps for backward after the forward (garbage collected first). The
+  -- peak itself does not drop at these sizes: forward temporaries wait for the Lua collector
+  -- (measured 31.0 vs 31.0 MB for SegFormer at 128x128) and oneDNN's weight copies dominate.
   local function run(with_cp)
     local m = ms.models.SegFormer { num_classes = 19, embedding_dim = 256,
       backbone = ms.models.backbones.MixVisionTransformer_B0 { with_cp = with_cp, drop_path_rate = 0.5 } }
     MG.fill_model(m)
     m.dropout.p = 0
-    local x = ms.empty({ 2, 3, 64, 64 })
+    local x = ms.empty({ 2, 3, 128, 128 })
     MG.fill("input", x)
     collectgarbage()
-    ms.reset_peak_memory()
     local base = ms.memory_stats().allocated
     ms.manual_seed(9) -- the same drop-path draws in both runs
-    local loss = F.cross_entropy(m(x)[1], MG.label { 2, 64, 64 })
+    local loss = F.cross_entropy(m(x)[1], MG.label { 2, 128, 128 })
+    collectgarbage()
+    local held = ms.memory_stats().allocated - base
     loss:backward()
     local sd = m:state_dict()
     return loss:item(), sd["backbone.patch_embed1.proj.weight"].grad, sd["backbone.block2.1.mlp.fc1.weight"].grad,
-      ms.memory_stats().peak - base
+      held
   end
   local l0, g0, h0, p0 = run(false)
   local l1, g1, h1, p1 = run(true)
   H.near(l1, l0, 1e-6)
   H.eq((g1 - g0):abs():max():item() <= 1e-5 * (1 + g0:abs():max():item()), true, "first-layer grads")
   H.eq((h1 - h0):abs():max():item() <= 1e-5 * (1 + h0:abs():max():item()), true, "block grads")
-  assert(p1 < p0 * 0.9, string.format("peak memory with_cp %.1f MB vs %.1f MB", p1 / 2 ^ 20, p0 / 2 ^ 20))
+  -- measured 17.2 -> 11.6 MB (OCRNet, 64x64), 16.3 -> 9.6 MB (SegFormer, 128x128)
+  assert(p1 < p0 * 0.8, string.format("held memory with_cp %.1f MB vs %.1f MB", p1 / 2 ^ 20, p0 / 2 ^ 20))
 end)
 
 H.done()
