@@ -36,6 +36,9 @@ typedef enum ms_op_id {
   MS_OP_CONV2D_BACKWARD,
   MS_OP_BATCH_NORM,
   MS_OP_BATCH_NORM_BACKWARD,
+  MS_OP_SYNC_BN_MOMENTS,
+  MS_OP_SYNC_BN_GRAD_SUMS,
+  MS_OP_SYNC_BN_BACKWARD,
   MS_OP_LAYER_NORM,
   MS_OP_LAYER_NORM_BACKWARD,
   MS_OP_MAX_POOL2D,
@@ -140,6 +143,16 @@ typedef struct ms_backend {
                              const ms_tensor *weight, const ms_tensor *save_mean,
                              const ms_tensor *save_invstd, int training, ms_tensor *dx,
                              ms_tensor *dweight, ms_tensor *dbias);
+  /* SyncBatchNorm's per-rank pieces, x and gy contiguous [N, C, S...] of the compute dtype;
+   * mean, invstd, weight 1-d [C] of any float dtype (weight may be NULL); out / sums contiguous
+   * f64 [2, C]: moments writes (mean, biased var), grad_sums (sum gy, sum gy * (x - mean));
+   * backward writes dx (x's shape and dtype) from the globally reduced sums over count values. */
+  int (*sync_bn_moments)(ms_context *ctx, const ms_tensor *x, ms_tensor *out);
+  int (*sync_bn_grad_sums)(ms_context *ctx, const ms_tensor *gy, const ms_tensor *x,
+                           const ms_tensor *mean, ms_tensor *out);
+  int (*sync_bn_backward)(ms_context *ctx, const ms_tensor *gy, const ms_tensor *x,
+                          const ms_tensor *weight, const ms_tensor *mean, const ms_tensor *invstd,
+                          const ms_tensor *sums, double count, ms_tensor *dx);
   /* layer norm: x viewed as [M, K], contiguous operands of the compute dtype */
   int (*layer_norm)(ms_context *ctx, const ms_tensor *x, int64_t m, int64_t k, const ms_tensor *w,
                     const ms_tensor *b, double eps, ms_tensor *out, ms_tensor *mean,

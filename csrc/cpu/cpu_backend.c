@@ -23,6 +23,9 @@ static int cpu_supports(ms_op_id op, ms_dtype dtype, ms_dtype *compute) {
     return 1;
   case MS_OP_BATCH_NORM:
   case MS_OP_BATCH_NORM_BACKWARD:
+  case MS_OP_SYNC_BN_MOMENTS:
+  case MS_OP_SYNC_BN_GRAD_SUMS:
+  case MS_OP_SYNC_BN_BACKWARD:
   case MS_OP_LAYER_NORM:
   case MS_OP_LAYER_NORM_BACKWARD:
   case MS_OP_MAX_POOL2D:
@@ -107,6 +110,9 @@ const ms_backend ms_cpu_backend = {
     .conv2d_backward = ms_cpu_conv2d_backward,
     .batch_norm = ms_cpu_batch_norm,
     .batch_norm_backward = ms_cpu_batch_norm_backward,
+    .sync_bn_moments = ms_cpu_sync_bn_moments,
+    .sync_bn_grad_sums = ms_cpu_sync_bn_grad_sums,
+    .sync_bn_backward = ms_cpu_sync_bn_backward,
     .layer_norm = ms_cpu_layer_norm,
     .layer_norm_backward = ms_cpu_layer_norm_backward,
     .max_pool2d = ms_cpu_max_pool2d,

@@ -18,6 +18,12 @@ int ms_cpu_bn_grad_sums(ms_context *ctx, const ms_tensor *g, const ms_tensor *x,
                         int64_t c, int64_t s, const double *mean, double *sum_g, double *sum_gx);
 
 /* The CPU table's entries (contracts in core/backend.h). */
+int ms_cpu_sync_bn_moments(ms_context *ctx, const ms_tensor *x, ms_tensor *out);
+int ms_cpu_sync_bn_grad_sums(ms_context *ctx, const ms_tensor *gy, const ms_tensor *x,
+                             const ms_tensor *mean, ms_tensor *out);
+int ms_cpu_sync_bn_backward(ms_context *ctx, const ms_tensor *gy, const ms_tensor *x,
+                            const ms_tensor *weight, const ms_tensor *mean, const ms_tensor *invstd,
+                            const ms_tensor *sums, double count, ms_tensor *dx);
 int ms_cpu_batch_norm(ms_context *ctx, const ms_tensor *x, const ms_tensor *weight,
                       const ms_tensor *bias, ms_tensor *running_mean, ms_tensor *running_var,
                       int training, double momentum, double eps, ms_tensor *y, ms_tensor *save_mean,
