@@ -6,7 +6,7 @@
 -- AdamW lr 6e-5 wd 0.01). --warmup steps, then --steps timed steps; step_s is their median.
 --
 --   LUA_PATH="lua/?.lua;lua/?/init.lua;;" luajit tests/bench/model_step.lua --model ocrnet \
---     --batch 2 --size 512 512 --steps 3 --threads 2
+--     --batch 2 --size 512 512 --steps 3 --threads 2 [--with_cp]
 local ms = require "moonseg"
 local F = ms.functional
 
@@ -20,6 +20,7 @@ while i <= #arg do
   elseif k == "--steps" then a.steps = tonumber(arg[i + 1]); i = i + 1
   elseif k == "--warmup" then a.warmup = tonumber(arg[i + 1]); i = i + 1
   elseif k == "--threads" then a.threads = tonumber(arg[i + 1]); i = i + 1
+  elseif k == "--with_cp" then a.with_cp = true
   else error("model_step.lua: unknown argument " .. tostring(k)) end
   i = i + 1
 end
@@ -28,11 +29,11 @@ ms.set_num_threads(a.threads)
 ms.manual_seed(0)
 local m, opt, coef
 if a.model == "ocrnet" then
-  m = ms.models.OCRNet { num_classes = 19, backbone_indices = { 0 }, backbone = ms.models.backbones.HRNet_W18 {} }
+  m = ms.models.OCRNet { num_classes = 19, backbone_indices = { 0 }, backbone = ms.models.backbones.HRNet_W18 { with_cp = a.with_cp } }
   opt = ms.optim.SGD { m, lr = 0.01, momentum = 0.9, weight_decay = 4e-5 }
   coef = { 1, 0.4 }
 elseif a.model == "segformer" then
-  m = ms.models.SegFormer { num_classes = 19, embedding_dim = 256, backbone = ms.models.backbones.MixVisionTransformer_B0 {} }
+  m = ms.models.SegFormer { num_classes = 19, embedding_dim = 256, backbone = ms.models.backbones.MixVisionTransformer_B0 { with_cp = a.with_cp } }
   opt = ms.optim.AdamW { m, lr = 6e-5, weight_decay = 0.01 }
   coef = { 1 }
 else
@@ -42,7 +43,9 @@ m:train()
 local x = ms.randn(a.batch, 3, a.h, a.w)
 local y = ms.randint(0, 19, { a.batch, a.h, a.w })
 
+local cpu = {}
 local function step()
+  local c0 = os.clock() -- process CPU time: robust to a shared machine when --threads 1
   local t0 = ms.time()
   local outs = m(x)
   local loss
@@ -55,12 +58,14 @@ local function step()
   loss:backward()
   local t2 = ms.time()
   opt:step()
+  cpu[#cpu + 1] = os.clock() - c0
   return ms.time() - t0, t1 - t0, t2 - t1
 end
 
 for _ = 1, a.warmup do step() end
 collectgarbage()
 ms.reset_peak_memory()
+cpu = {}
 local times, fwd, bwd = {}, {}, {}
 for s = 1, a.steps do times[s], fwd[s], bwd[s] = step() end
 local function median(v)
@@ -75,7 +80,7 @@ local function vmhwm_mb()
   return tonumber(s:match("VmHWM:%s*(%d+)")) / 1024
 end
 local dt = median(times)
-print(string.format('{"impl": "moonseg", "model": "%s", "params": %d, "step_s": %.4f, "fwd_s": %.4f, "bwd_s": %.4f, ' ..
+print(string.format('{"impl": "moonseg%s", "model": "%s", "params": %d, "step_s": %.4f, "cpu_s": %.4f, "fwd_s": %.4f, "bwd_s": %.4f, ' ..
   '"peak_rss_mb": %.1f, "tensor_peak_mb": %.1f, "batch": %d, "size": [%d, %d], "threads": %d, "steps": %d}',
-  a.model, m:num_parameters(), dt, median(fwd), median(bwd), vmhwm_mb(), ms.memory_stats().peak / 2 ^ 20,
+  a.with_cp and " with_cp" or "", a.model, m:num_parameters(), dt, median(cpu), median(fwd), median(bwd), vmhwm_mb(), ms.memory_stats().peak / 2 ^ 20,
   a.batch, a.h, a.w, a.threads, a.steps))

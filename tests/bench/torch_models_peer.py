@@ -44,6 +44,7 @@ def main():
     y = torch.randint(0, 19, (a.batch, *a.size))
 
     def step():
+        c0 = time.process_time()
         t0 = time.perf_counter()
         outs = m(x)
         loss = sum(c * F.cross_entropy(o, y, ignore_index=255) for c, o in zip(coef, outs))
@@ -52,7 +53,7 @@ def main():
         loss.backward()
         t2 = time.perf_counter()
         opt.step()
-        return time.perf_counter() - t0, t1 - t0, t2 - t1
+        return time.perf_counter() - t0, t1 - t0, t2 - t1, time.process_time() - c0
 
     for _ in range(a.warmup):
         step()
@@ -60,6 +61,7 @@ def main():
     print(json.dumps({"impl": "torch " + torch.__version__, "model": a.model,
                       "params": sum(p.numel() for p in m.parameters()),
                       "step_s": round(statistics.median(t[0] for t in r), 4),
+                      "cpu_s": round(statistics.median(t[3] for t in r), 4),
                       "fwd_s": round(statistics.median(t[1] for t in r), 4),
                       "bwd_s": round(statistics.median(t[2] for t in r), 4),
                       "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
