@@ -5,20 +5,20 @@
 -- Schedule: 48 train / 16 val images of 64-96 px (generator seed 11), crop 64x64, batch 4,
 -- lr 0.05 (SGD, polynomial decay), 60 iterations, evaluations at 30 and 60, seed 1.
 -- Measured on this data set (release build, 2 threads; the shared machine was at load 28-47,
--- so only few runs finished): untrained (lr 0, one step) mIoU 0.0244, Acc 0.114; the same data,
--- crop, batch and lr with a 200-iteration decay reached mIoU 0.3653 at iteration 50 (seed 1);
--- earlier, the full built-in set (160/40 images, 160-256 px) at 64x64 crops, batch 4, reached
--- 0.25 at 50 and 0.34 at 100 iterations. The floor, 0.12, is five times the untrained value and
--- about a third of what 50 iterations gave: a run that does not learn (a broken backward, a
--- learning rate of 0, labels misread) stays near 0.02-0.05 and fails; seed-to-seed spread of the
--- 60-iteration schedule was not measured (seeds 2 and 3 did not finish in time), so the margin
--- is taken wide. Estimated 10-20 s on a quiet 2-core machine (not measured: it never was
--- quiet); labelled heavy (release build only).
+-- so few runs finished): untrained (lr 0, one step) mIoU 0.0244, Acc 0.114; this schedule,
+-- seed 1: mIoU 0.1898 (Acc 0.582) at iteration 30 (iteration 60 and seeds 2 and 3 did not
+-- finish in time); the same data, crop, batch and lr with a 200-iteration decay: 0.3653 at 50.
+-- The floor, 0.10, is four times the untrained value and about half of the weakest measured
+-- point: a run that does not learn (a broken backward, a learning rate of 0, misread labels)
+-- stays near 0.02-0.05 and fails; the margin is wide because the seed-to-seed spread was not
+-- measured. val.lua on that 200-iteration run's best_model printed the training's [EVAL] summary
+-- and all 15 per-class values digit for digit. Estimated 10-20 s on a quiet 2-core machine (not
+-- measured: it never was quiet); labelled heavy (release build only).
 local H = require "harness"
 local ms = require "moonseg"
 local json = require "moonseg.json"
 
-local FLOOR = 0.12
+local FLOOR = 0.10
 
 local src = os.getenv("MOONSEG_SOURCE_DIR") or "."
 local tmp = os.tmpname()
