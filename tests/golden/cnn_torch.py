@@ -3,8 +3,8 @@ PaddleSeg's source description (paddleseg/models/{deeplab,pspnet,unet}.py,
 backbones/resnet_vd.py, layers/pyramid_pool.py, layers/layer_libs.py) with PaddleSeg's
 state-dict keys: the independent reference for tests/lua/test_cnn_models.lua.
 
-Parameters, buffers, input and label come from the fill formula of
-tests/golden/ppliteseg_torch.py (Park-Miller seeded by a hash of the key; vectorised here).
+Parameters, buffers and input come from the shared fill formula (golden_common.py: Park-Miller
+seeded by a hash of the key), the label from make_label below.
 Everything runs in float64. Per model the script records: key and parameter counts; eval-mode
 logits; train-mode logits (batch norms on batch statistics, dropout off), the loss (PaddleSeg's
 cross-entropy, ignore 255, coefficients 1 and 0.4 for PSPNet's auxiliary head), gradients of
@@ -15,63 +15,19 @@ tests/golden/cnn_models.lua.
 """
 import math
 import os
+import sys
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-P = 2147483647  # Park-Miller modulus 2^31 - 1
-A = 48271
-
-
-def key_seed(key):
-    h = 0
-    for b in key.encode():
-        h = (h * 31 + b) % P
-    return h % (P - 1) + 1
-
-
-def uniforms(key, n):
-    """u_i = s_i / P with s_i = seed * A^(i+1) mod P (the sequential s <- A s mod P)."""
-    B = 4096
-    pw = [0] * B
-    s = 1
-    for j in range(B):
-        s = s * A % P
-        pw[j] = s
-    AB = pw[-1]
-    nb = (n + B - 1) // B
-    bases = [0] * nb
-    b = key_seed(key)
-    for k in range(nb):
-        bases[k] = b
-        b = b * AB % P
-    s = (torch.tensor(bases, dtype=torch.int64)[:, None] * torch.tensor(pw, dtype=torch.int64)[None, :]) % P
-    return s.reshape(-1)[:n].to(torch.float64) / P
-
-
-def fill(key, shape):
-    n = math.prod(shape)
-    u = uniforms(key, n)
-    if key == "input":
-        v = 2 * u - 1
-    elif key.endswith("_variance"):
-        v = 0.5 + u
-    elif key.endswith("_mean") or key.endswith("bias"):
-        v = 0.1 * (2 * u - 1)
-    elif len(shape) == 4:
-        a = math.sqrt(6.0 / (shape[1] * shape[2] * shape[3]))
-        v = a * (2 * u - 1)
-    elif key.endswith("weight"):
-        v = 1 + 0.2 * (2 * u - 1)
-    else:
-        raise ValueError("no fill rule for " + key)
-    return v.reshape(shape)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import golden_common as gc  # noqa: E402
 
 
 def make_label(shape, ncls):
     """floor(19 u) per pixel, every 11th pixel (index % 11 == 5) ignored (255)."""
-    u = uniforms("label", math.prod(shape))
+    u = gc.uniforms("label", math.prod(shape))
     lab = torch.floor(u * ncls).to(torch.int64)
     idx = torch.arange(lab.numel())
     lab[idx % 11 == 5] = 255
@@ -353,16 +309,12 @@ class UNet(nn.Module):
         return [self.cls(self.decode(y, shorts))]
 
 
-def sample_index(i, n):
-    return (i * 1151 + 17) % n
-
-
 def stats(t, nsamples=40):
     flat = t.detach().reshape(-1)
     n = flat.numel()
     return "{ shape = { %s }, sum = %.17g, sumsq = %.17g, samples = { %s } }" % (
         ", ".join(str(s) for s in t.shape), flat.sum().item(), (flat * flat).sum().item(),
-        ", ".join("%.17g" % flat[sample_index(k, n)].item() for k in range(nsamples)))
+        ", ".join("%.17g" % flat[gc.sample_index(k, n)].item() for k in range(nsamples)))
 
 
 def run(name, m, xshape, coefs, grad_keys, bn_key):
@@ -370,9 +322,9 @@ def run(name, m, xshape, coefs, grad_keys, bn_key):
     params = sum(p.numel() for p in m.parameters())  # unique tensors, as Paddle counts
     print(name, "keys", keys, "params", params)
     m = m.double()
-    sd = {k: fill(k, list(v.shape)) for k, v in m.state_dict().items()}
+    sd = {k: gc.fill(k, list(v.shape)) for k, v in m.state_dict().items()}
     m.load_state_dict(sd)
-    x = fill("input", xshape)
+    x = gc.fill("input", xshape)
     label = make_label([xshape[0], xshape[2], xshape[3]], 19)
     lines = ["  %s = {" % name, "    keys = %d, params = %d," % (keys, params),
              "    input_shape = { %s }, coefs = { %s }," % (", ".join(map(str, xshape)),

@@ -1,16 +1,20 @@
-"""Shared parts of the model twins (segformer_torch.py, ocrnet_torch.py): the deterministic fill
-formula (mirrored by tests/lua/model_golden.lua), the label rule, and the Lua golden writer.
+"""Shared parts of the model twins (ppliteseg_torch.py, cnn_torch.py, segformer_torch.py,
+ocrnet_torch.py): the deterministic fill formula (mirrored by tests/lua/model_golden.lua), the
+label rule, and the Lua golden writer. The committed golden files depend on these numbers bit
+for bit: change the formula only together with every golden file and model_golden.lua.
 
 Fill: u_i in (0, 1) from Park-Miller (x <- 48271 x mod 2^31-1) seeded by a base-31 hash of the
 key; 4-d (conv) weights sqrt(6/fan_in)(2u-1); 2-d (Linear, Paddle layout [in, out]) weights
 sqrt(6/in)(2u-1); 1-d weights (BN/LN gamma) 1 + 0.2(2u-1); biases and _mean 0.1(2u-1);
-_variance 0.5 + u; the input 2u-1; the label floor(20u), with 19 turned into 255 (ignored).
+_variance 0.5 + u; _scale 1; the input 2u-1; the label floor(20u), with 19 turned into 255
+(ignored).
 """
 import math
 
 import torch
 
-P = 2147483647
+P = 2147483647  # Park-Miller modulus 2^31 - 1
+A = 48271
 
 
 def key_seed(key):
@@ -21,17 +25,30 @@ def key_seed(key):
 
 
 def uniforms(key, n):
-    s = key_seed(key)
-    out = [0.0] * n
-    for i in range(n):
-        s = s * 48271 % P
-        out[i] = s / P
-    return out
+    """float64 tensor u_i = s_i / P, s_i = seed * A^(i+1) mod P: the sequential s <- A s mod P,
+    computed in blocks of B (products stay below 2^62, so int64 is exact)."""
+    B = 4096
+    pw = [0] * B
+    s = 1
+    for j in range(B):
+        s = s * A % P
+        pw[j] = s
+    AB = pw[-1]
+    nb = (n + B - 1) // B
+    bases = [0] * nb
+    b = key_seed(key)
+    for k in range(nb):
+        bases[k] = b
+        b = b * AB % P
+    s = (torch.tensor(bases, dtype=torch.int64)[:, None] * torch.tensor(pw, dtype=torch.int64)[None, :]) % P
+    return s.reshape(-1)[:n].to(torch.float64) / P
 
 
 def fill(key, shape):
     n = math.prod(shape)
-    u = torch.tensor(uniforms(key, n), dtype=torch.float64)
+    if key.endswith("_scale"):  # PP-LiteSeg's UAFM constant
+        return torch.ones(shape, dtype=torch.float64)
+    u = uniforms(key, n)
     if key == "input":
         v = 2 * u - 1
     elif key.endswith("_variance"):
@@ -50,7 +67,7 @@ def fill(key, shape):
 
 
 def label(shape):
-    u = torch.tensor(uniforms("label", math.prod(shape)), dtype=torch.float64)
+    u = uniforms("label", math.prod(shape))
     t = torch.floor(20 * u).long()
     t[t == 19] = 255
     return t.reshape(shape)

@@ -1,5 +1,6 @@
--- model_golden.lua: the Lua side of tests/golden/golden_common.py (fill formula, label rule) and
--- the comparisons of a model's outputs / gradients with a twin's golden statistics.
+-- model_golden.lua: the Lua side of tests/golden/golden_common.py (fill formula, label rules),
+-- shared by every model golden test, and the comparisons of a model's outputs / gradients with a
+-- twin's golden statistics. The committed golden files depend on the fill bit for bit.
 local ffi = require "ffi"
 local ms = require "moonseg"
 
@@ -19,11 +20,16 @@ function M.keys_digest(keys)
   return s
 end
 
--- Fills t (contiguous f32/f64) by the rule of golden_common.fill.
+-- Fills t (contiguous f32/f64) by the rule of golden_common.fill: u_i from Park-Miller
+-- (x <- 48271 x mod 2^31-1, exact in doubles) seeded by key_seed(key).
 function M.fill(key, t)
   local shape, n = t:size(), t:numel()
   assert(t:is_contiguous() and (t:type() == "f32" or t:type() == "f64"))
   local p = ffi.cast(t:type() == "f64" and "double*" or "float*", t:data_ptr())
+  if key:match("_scale$") then -- PP-LiteSeg's UAFM constant
+    for i = 0, n - 1 do p[i] = 1 end
+    return
+  end
   local kind, a
   if key == "input" then kind = 5
   elseif key:match("_variance$") then kind = 1
@@ -46,7 +52,7 @@ function M.fill(key, t)
   end
 end
 
--- i64 label [N, H, W]: floor(20u), 19 -> 255.
+-- i64 label [N, H, W]: floor(20u), 19 -> 255 (golden_common.label).
 function M.label(shape)
   local n = shape[1] * shape[2] * shape[3]
   local flat, s = {}, key_seed("label")
@@ -58,7 +64,21 @@ function M.label(shape)
   return ms.tensor(flat, { dtype = "i64" }):view(shape)
 end
 
--- Every parameter and buffer of m converted to dtype (modules have no :to).
+-- i64 label [N, H, W]: floor(ncls * u), index % 11 == 5 ignored (255) (cnn_torch.make_label).
+function M.label_every11(shape, ncls)
+  local n = shape[1] * shape[2] * shape[3]
+  local t = ms.empty(shape, { dtype = "i64" })
+  local p = ffi.cast("int64_t*", t:data_ptr())
+  local s = key_seed("label")
+  for i = 0, n - 1 do
+    s = s * 48271 % P
+    p[i] = (i % 11 == 5) and 255 or math.floor(s / P * ncls)
+  end
+  return t
+end
+
+-- Every parameter and buffer of m converted to dtype (modules have no :to); the new parameters
+-- are leaves, not casts recorded from the originals.
 function M.module_to(m, dtype)
   for _, mod in ipairs(m:modules()) do
     for _, n in ipairs(mod._param_names) do
@@ -70,8 +90,10 @@ function M.module_to(m, dtype)
   end
 end
 
+-- Every state-dict entry in key order (an alias filled later wins, as PyTorch loads).
 function M.fill_model(m)
-  for k, t in pairs(m:state_dict()) do M.fill(k, t) end
+  local sd = m:state_dict()
+  for _, k in ipairs(m:state_dict_keys()) do M.fill(k, sd[k]) end
 end
 
 -- Compares tensor t with golden stats g: shape, sum of squares (relative sqtol), sum (within

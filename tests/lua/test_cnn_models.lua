@@ -5,7 +5,7 @@
 -- gradients and the updated running mean, on weights from the shared fill formula.
 local H = require "harness"
 local ms = require "moonseg"
-local Fill = require "cnn_fill"
+local MG = require "model_golden"
 
 ms.set_num_threads(2)
 local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
@@ -130,10 +130,10 @@ local function twin_case(name, first_key)
     local g = G[name]
     ms.manual_seed(0)
     local m = builders[name]()
-    Fill.module_to(m, "f64")
-    Fill.fill_model(m)
+    MG.module_to(m, "f64")
+    MG.fill_model(m)
     local x = ms.empty(g.input_shape, { dtype = "f64" })
-    Fill.fill("input", x)
+    MG.fill("input", x)
     m:eval()
     local outs = ms.no_grad(function() return m(x) end)
     H.eq(#outs, #g.eval)
@@ -142,7 +142,7 @@ local function twin_case(name, first_key)
     for _, mod in ipairs(m:modules()) do
       if mod.__class == ms.nn.Dropout then rawset(mod, "training", false) end
     end
-    local label = Fill.label({ g.input_shape[1], g.input_shape[3], g.input_shape[4] }, 19)
+    local label = MG.label_every11({ g.input_shape[1], g.input_shape[3], g.input_shape[4] }, 19)
     local ce = ms.losses.CrossEntropyLoss { ignore_index = 255 }
     outs = m(x)
     H.eq(#outs, #g.train)

@@ -2,8 +2,8 @@
 -- counts, output shapes, state-dict round trips, a forward match with an independent PyTorch
 -- implementation (tests/golden/ppliteseg_torch.py, golden committed as
 -- tests/golden/ppliteseg_t_forward.lua) and a full train-mode backward.
-local ffi = require "ffi"
 local H = require "harness"
+local MG = require "model_golden"
 local ms = require "moonseg"
 local F = ms.functional
 
@@ -29,55 +29,6 @@ local function index_of(list)
   local r = {}
   for i, v in ipairs(list) do r[v] = i end
   return r
-end
-
--- The fill formula shared with tests/golden/ppliteseg_torch.py: u_i from Park-Miller
--- (x <- 48271 x mod 2^31-1, exact in doubles) seeded by a base-31 hash of the key;
--- conv weights sqrt(6/fan_in)(2u-1), 1-d weights 1 + 0.2(2u-1), biases and _mean
--- 0.1(2u-1), _variance 0.5 + u, _scale 1, the input 2u-1.
-local P = 2147483647
-local function key_seed(key)
-  local h = 0
-  for i = 1, #key do h = (h * 31 + key:byte(i)) % P end
-  return h % (P - 1) + 1
-end
-local function fill(key, t)
-  local shape, n = t:size(), t:numel()
-  assert(t:is_contiguous() and (t:type() == "f32" or t:type() == "f64"))
-  local p = ffi.cast(t:type() == "f64" and "double*" or "float*", t:data_ptr())
-  if key:match("_scale$") then
-    for i = 0, n - 1 do p[i] = 1 end
-    return
-  end
-  local kind, a
-  if key == "input" then kind = 5
-  elseif key:match("_variance$") then kind = 1
-  elseif key:match("_mean$") or key:match("bias$") then kind = 2
-  elseif #shape == 4 then kind, a = 3, math.sqrt(6.0 / (shape[2] * shape[3] * shape[4]))
-  elseif key:match("weight$") then kind = 4
-  else error("no fill rule for " .. key) end
-  local s = key_seed(key)
-  for i = 0, n - 1 do
-    s = s * 48271 % P
-    local u = s / P
-    local v
-    if kind == 1 then v = 0.5 + u
-    elseif kind == 2 then v = 0.1 * (2 * u - 1)
-    elseif kind == 3 then v = a * (2 * u - 1)
-    elseif kind == 4 then v = 1 + 0.2 * (2 * u - 1)
-    else v = 2 * u - 1 end
-    p[i] = v
-  end
-end
-
--- Converts every parameter and buffer of m to dtype (a test helper; modules have no :to).
-local function module_to(m, dtype)
-  for _, mod in ipairs(m:modules()) do
-    for _, n in ipairs(mod._param_names) do
-      mod._parameters[n] = ms.nn.Parameter(mod._parameters[n]:to(dtype))
-    end
-    for _, n in ipairs(mod._buffer_names) do mod._buffers[n] = mod._buffers[n]:to(dtype) end
-  end
 end
 
 H.case("PP-LiteSeg-T: 250 PaddleSeg keys, 8,141,600 trainable parameters", function()
@@ -211,10 +162,10 @@ H.case("forward matches the PyTorch reference (f64 and f32, all three heads)", f
   for _, case in ipairs { { "f64", 1e-12, 1e-10, 1e-10 }, { "f32", 3e-5, 1e-5, 1e-6 } } do
     local dtype, stol, sqtol, sumtol = case[1], case[2], case[3], case[4]
     local m = T_model()
-    if dtype == "f64" then module_to(m, "f64") end
-    for k, t in pairs(m:state_dict()) do fill(k, t) end
+    if dtype == "f64" then MG.module_to(m, "f64") end
+    MG.fill_model(m)
     local x = ms.empty(G.input_shape, { dtype = dtype })
-    fill("input", x)
+    MG.fill("input", x)
     m:eval()
     rawset(m, "training", true)
     local outs = ms.no_grad(function() return m(x) end)
@@ -246,7 +197,7 @@ end)
 
 H.case("state dict round trip through ms.save / ms.load", function()
   local a = T_model()
-  for k, t in pairs(a:state_dict()) do fill(k, t) end
+  MG.fill_model(a)
   local path = os.tmpname()
   ms.save(path, a:state_dict(), { model = "PPLiteSeg-T" })
   ms.manual_seed(42)
