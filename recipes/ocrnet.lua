@@ -31,19 +31,8 @@ defaults.extra_flags = { { "with_cp", "bool", false,
 local cfg = recipe.parse(defaults, argv, "recipes/ocrnet.lua")
 
 recipe.run(cfg, function(c)
-  local train_ds, val_ds
-  local lists = c.dataset_root and io.open(c.dataset_root .. "/train_list.txt")
-  if lists then -- a PaddleSeg-format set (train_list.txt, val_list.txt): the same settings on it
-    lists:close()
-    train_ds = ms.data.PaddleSegDataset { dataset_root = c.dataset_root, mode = "train", num_classes = c.num_classes }
-    val_ds = ms.data.PaddleSegDataset { dataset_root = c.dataset_root, mode = "val", num_classes = c.num_classes }
-  elseif c.dataset_root then
-    train_ds = ms.data.Cityscapes { dataset_root = c.dataset_root, mode = "train" }
-    val_ds = ms.data.Cityscapes { dataset_root = c.dataset_root, mode = "val" }
-  else
-    train_ds = ms.data.Synthetic { mode = "train" }
-    val_ds = ms.data.Synthetic { mode = "val" }
-  end
+  -- a PaddleSeg-format set (train_list.txt, val_list.txt) gets the same settings as Cityscapes
+  local train_ds, val_ds = recipe.datasets(c)
   local model_spec = { name = "OCRNet", args = { num_classes = c.num_classes, backbone_indices = { 0 },
     backbone = { name = "HRNet_W18", args = { with_cp = c.with_cp } } } }
   local model = ms.models.build(model_spec) -- recorded in checkpoints' state.json

@@ -25,21 +25,8 @@ function M.main(o, argv)
   d.extra_flags = { { "with_cp", "bool", false, "gradient checkpointing: recompute blocks in backward (less memory, slower)" } }
   local cfg = recipe.parse(d, argv, o.prog)
   return recipe.run(cfg, function(c)
-    local train_ds, val_ds, nc, distort
-    local listed = c.dataset_root and io.open(c.dataset_root .. "/train_list.txt", "rb")
-    if listed then -- a PaddleSeg-format set (file lists), with --num_classes
-      listed:close()
-      train_ds = ms.data.PaddleSegDataset { dataset_root = c.dataset_root, mode = "train", num_classes = c.num_classes }
-      val_ds = ms.data.PaddleSegDataset { dataset_root = c.dataset_root, mode = "val", num_classes = c.num_classes }
-      nc, distort = c.num_classes, 0.4
-    elseif c.dataset_root then -- Cityscapes' layout (leftImg8bit/, gtFine/)
-      train_ds = ms.data.Cityscapes { dataset_root = c.dataset_root, mode = "train" }
-      val_ds = ms.data.Cityscapes { dataset_root = c.dataset_root, mode = "val" }
-      nc, distort = 19, 0.4
-    else
-      train_ds, val_ds = ms.data.Synthetic { mode = "train" }, ms.data.Synthetic { mode = "val" }
-      nc, distort = c.num_classes, 0.4
-    end
+    local train_ds, val_ds, kind = recipe.datasets(c)
+    local nc, distort = kind == "cityscapes" and 19 or c.num_classes, 0.4 -- Cityscapes has 19 classes
     local model = ms.models.build(o.spec(c, nc))
     if c.pretrained then o.pretrained_into(model, c.pretrained) end
     local ce = ms.losses.CrossEntropyLoss { ignore_index = 255 }

@@ -128,4 +128,21 @@ function M.run_unguarded(cfg, build)
   return result
 end
 
+-- The train and val sets a recipe's run uses: a --dataset_root holding train_list.txt is a
+-- PaddleSeg-format set (file lists, --num_classes), another --dataset_root Cityscapes' layout
+-- (leftImg8bit/, gtFine/), none the built-in synthetic set. Returns train, val and the kind:
+-- "list", "cityscapes" or "synthetic".
+function M.datasets(c)
+  local listed = c.dataset_root and io.open(c.dataset_root .. "/train_list.txt", "rb")
+  if listed then
+    listed:close()
+    return ms.data.PaddleSegDataset { dataset_root = c.dataset_root, mode = "train", num_classes = c.num_classes },
+      ms.data.PaddleSegDataset { dataset_root = c.dataset_root, mode = "val", num_classes = c.num_classes }, "list"
+  elseif c.dataset_root then
+    return ms.data.Cityscapes { dataset_root = c.dataset_root, mode = "train" },
+      ms.data.Cityscapes { dataset_root = c.dataset_root, mode = "val" }, "cityscapes"
+  end
+  return ms.data.Synthetic { mode = "train" }, ms.data.Synthetic { mode = "val" }, "synthetic"
+end
+
 return M

@@ -89,4 +89,33 @@ function M.PPModule:forward(x)
   return self.conv_bn_relu2(ms.cat(cat, 2))
 end
 
+-- A copy of the list t (options tables are the caller's; the model keeps its own).
+function M.copy_list(t)
+  local r = {}
+  for i, v in ipairs(t) do r[i] = v end
+  return r
+end
+
+-- The option checks DeepLabV3P and PSPNet share: num_classes a positive integer, backbone a
+-- backbone module, two 1-based backbone_indices (default_indices when absent) naming features
+-- it has. Returns the backbone, a copy of the indices and their channel counts. Errors name the
+-- model and point at the user's constructor call (level 4: here, __init, the class call).
+function M.check_model_args(name, o, default_indices)
+  if type(o.num_classes) ~= "number" or o.num_classes < 1 then
+    error(name .. ": num_classes must be a positive integer, got " .. tostring(o.num_classes), 4)
+  end
+  local bb = o.backbone
+  if type(bb) ~= "table" or not bb.is_module or not bb.feat_channels then
+    error(name .. ": backbone must be a backbone module (e.g. ms.models.backbones.ResNet50_vd{})", 4)
+  end
+  local indices = M.copy_list(o.backbone_indices or default_indices)
+  if #indices ~= 2 then error(name .. ": backbone_indices needs two values", 4) end
+  local chs = {}
+  for i, idx in ipairs(indices) do
+    chs[i] = bb.feat_channels[idx]
+    if not chs[i] then error(name .. ": backbone has no feature " .. tostring(idx) .. " (1-based)", 4) end
+  end
+  return bb, indices, chs
+end
+
 return M

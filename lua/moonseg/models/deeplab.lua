@@ -37,12 +37,6 @@ function M.DeepLabV3PHead:forward(feats)
   return { self.decoder(self.aspp(x), low) }
 end
 
-local function copy(t)
-  local r = {}
-  for i, v in ipairs(t) do r[i] = v end
-  return r
-end
-
 -- DeepLabV3P{num_classes=, backbone=module, backbone_indices={1, 4}, aspp_ratios={1, 6, 12, 18},
 -- aspp_out_channels=256, align_corners=false, pretrained=path}. backbone_indices are 1-based
 -- (PaddleSeg's (0, 3)): the low-level feature, then the ASPP input. Returns { logits } at the
@@ -51,26 +45,13 @@ end
 M.DeepLabV3P = nn.class("DeepLabV3P")
 function M.DeepLabV3P:__init(o)
   o = o or {}
-  if type(o.num_classes) ~= "number" or o.num_classes < 1 then
-    error("DeepLabV3P: num_classes must be a positive integer, got " .. tostring(o.num_classes), 3)
-  end
-  local bb = o.backbone
-  if type(bb) ~= "table" or not bb.is_module or not bb.feat_channels then
-    error("DeepLabV3P: backbone must be a backbone module (e.g. ms.models.backbones.ResNet50_vd{})", 3)
-  end
-  self.backbone = bb
-  self.backbone_indices = copy(o.backbone_indices or { 1, 4 })
-  if #self.backbone_indices ~= 2 then error("DeepLabV3P: backbone_indices needs two values", 3) end
-  local chs = {}
-  for i, idx in ipairs(self.backbone_indices) do
-    chs[i] = bb.feat_channels[idx]
-    if not chs[i] then error("DeepLabV3P: backbone has no feature " .. tostring(idx) .. " (1-based)", 3) end
-  end
+  local chs
+  self.backbone, self.backbone_indices, chs = CL.check_model_args("DeepLabV3P", o, { 1, 4 })
   local out_ch = o.aspp_out_channels or 256
   if out_ch ~= 256 then error("DeepLabV3P: the decoder takes 304 = 256 + 48 channels; aspp_out_channels must be 256", 3) end
   self.num_classes, self.align_corners = o.num_classes, o.align_corners or false
   self.head = M.DeepLabV3PHead(o.num_classes, self.backbone_indices, chs,
-    copy(o.aspp_ratios or { 1, 6, 12, 18 }), out_ch, self.align_corners)
+    CL.copy_list(o.aspp_ratios or { 1, 6, 12, 18 }), out_ch, self.align_corners)
   if o.pretrained then self:load_state_dict(ms.load(o.pretrained)) end
 end
 function M.DeepLabV3P:forward(x)

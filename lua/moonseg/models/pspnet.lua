@@ -27,12 +27,6 @@ function M.PSPNetHead:forward(feats)
   return logits
 end
 
-local function copy(t)
-  local r = {}
-  for i, v in ipairs(t) do r[i] = v end
-  return r
-end
-
 -- PSPNet{num_classes=, backbone=module, backbone_indices={3, 4}, pp_out_channels=1024,
 -- bin_sizes={1, 2, 3, 6}, enable_auxiliary_loss=true, align_corners=false, pretrained=path}:
 -- backbone_indices 1-based (PaddleSeg's (2, 3)): the auxiliary feature, then the PPM input.
@@ -40,26 +34,13 @@ end
 M.PSPNet = nn.class("PSPNet")
 function M.PSPNet:__init(o)
   o = o or {}
-  if type(o.num_classes) ~= "number" or o.num_classes < 1 then
-    error("PSPNet: num_classes must be a positive integer, got " .. tostring(o.num_classes), 3)
-  end
-  local bb = o.backbone
-  if type(bb) ~= "table" or not bb.is_module or not bb.feat_channels then
-    error("PSPNet: backbone must be a backbone module (e.g. ms.models.backbones.ResNet50_vd{})", 3)
-  end
-  self.backbone = bb
-  self.backbone_indices = copy(o.backbone_indices or { 3, 4 })
-  if #self.backbone_indices ~= 2 then error("PSPNet: backbone_indices needs two values", 3) end
-  local chs = {}
-  for i, idx in ipairs(self.backbone_indices) do
-    chs[i] = bb.feat_channels[idx]
-    if not chs[i] then error("PSPNet: backbone has no feature " .. tostring(idx) .. " (1-based)", 3) end
-  end
+  local chs
+  self.backbone, self.backbone_indices, chs = CL.check_model_args("PSPNet", o, { 3, 4 })
   local aux = o.enable_auxiliary_loss
   if aux == nil then aux = true end
   self.num_classes, self.align_corners = o.num_classes, o.align_corners or false
   self.head = M.PSPNetHead(o.num_classes, self.backbone_indices, chs, o.pp_out_channels or 1024,
-    copy(o.bin_sizes or { 1, 2, 3, 6 }), aux, self.align_corners)
+    CL.copy_list(o.bin_sizes or { 1, 2, 3, 6 }), aux, self.align_corners)
   if o.pretrained then self:load_state_dict(ms.load(o.pretrained)) end
 end
 function M.PSPNet:forward(x)
