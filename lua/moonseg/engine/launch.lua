@@ -398,6 +398,33 @@ function M.run(cfg, argv, o)
     out:write(string.format("launch: all %d workers finished\n", #workers))
     return 0
   end
+  -- A follower died first (its peer's socket closed before the peer was reaped): give the
+  -- others a moment to exit on their own, so the rank that failed first-hand is the one named.
+  if not failed.spawn_error and is_follower(failed) then
+    local deadline = os.time() + (o.follower_grace or 2)
+    while os.time() < deadline do
+      local live = 0
+      for _, w in ipairs(workers) do
+        if not w.done then
+          if reap(w, WNOHANG) then
+            if w.status ~= 0 then failures[#failures + 1] = w end
+          else
+            live = live + 1
+          end
+        end
+      end
+      if live == 0 then break end
+      pump(100)
+    end
+    for i, w in ipairs(failures) do
+      if not is_follower(w) then
+        table.remove(failures, i)
+        table.insert(failures, 1, w)
+        break
+      end
+    end
+    failed = failures[1]
+  end
   -- stop the others: SIGTERM, then SIGKILL after the grace period
   local stopped = {}
   for _, w in ipairs(workers) do
