@@ -155,7 +155,7 @@ end
 function Scaler:load_state_dict(s)
   if type(s) ~= "table" or type(s.scale) ~= "number" then error("GradScaler:load_state_dict: no scale in state", 2) end
   self.scale_t:fill_(s.scale)
-  self.counters:copy_(ms.tensor({ s.good_steps or 0, s.skipped or 0 }, { dtype = "i64" }))
+  self.counters:copy_(ms.tensor({ s.good_steps or 0, s.skipped or 0 }, { dtype = "i64", device = self.counters:device_str() }))
 end
 
 -- ---- O2 -----------------------------------------------------------------------------------

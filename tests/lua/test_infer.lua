@@ -100,7 +100,7 @@ H.case("predict's mask is the argmax of the model's logits", function()
   for _, aug in ipairs { {}, { flip_horizontal = true, scales = { 0.75, 1.0 } } } do
     predict.predict(coarse, { tmp .. "/imgs/a.png" }, { save_dir = tmp .. "/out", num_classes = 4, transforms = tf, aug = aug })
     local mask = ms.image.read(tmp .. "/out/pseudo_color_prediction/a.png", { mode = "label" })
-    local xi = tf:apply(img):unsqueeze(1)
+    local xi = tf:apply(img):unsqueeze(1):to(coarse:device()) -- images load on cpu:0
     local want
     if aug.scales then
       want = F.softmax(up(raw(coarse, xi), 29, 41), 2) + F.softmax(up(raw(coarse, xi:flip(4)), 29, 41), 2):flip(4)

@@ -21,8 +21,8 @@ end
 -- Zeros appended below (rows) and right (cols) of x [N, C, H, W].
 local function pad_bottom_right(x, rows, cols)
   local n, c, h, w = x:size(1), x:size(2), x:size(3), x:size(4)
-  if rows > 0 then x = ms.cat({ x, ms.zeros({ n, c, rows, w }, { dtype = x:type() }) }, 3) end
-  if cols > 0 then x = ms.cat({ x, ms.zeros({ n, c, h + rows, cols }, { dtype = x:type() }) }, 4) end
+  if rows > 0 then x = ms.cat({ x, x:new_zeros({ n, c, rows, w }) }, 3) end
+  if cols > 0 then x = ms.cat({ x, x:new_zeros({ n, c, h + rows, cols }) }, 4) end
   return x
 end
 

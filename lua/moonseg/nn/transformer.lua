@@ -25,7 +25,7 @@ return function(nn, ms)
     local shape = { x:size(1) }
     for i = 2, x:dim() do shape[i] = 1 end
     local keep = ms.no_grad(function()
-      local u = ms.rand(shape, { dtype = x:type(), generator = opts and opts.generator })
+      local u = ms.rand(shape, { dtype = x:type(), device = x:device_str(), generator = opts and opts.generator })
       -- Paddle: floor(keep + u) is 1 exactly when u >= p.
       return u:greater_equal(p):to(x:type()) / (1 - p)
     end)
