@@ -1,6 +1,7 @@
 -- train.lua: PaddleSeg's tools/train.py for moonseg: train from a PaddleSeg YAML config.
 --   luajit recipes/train.lua --config my_config.yml --do_eval --use_vdl --save_interval 500 --save_dir output
 --   luajit recipes/train.lua --config my_config.yml --print_config     (the merged config, then exit)
+--   luajit recipes/train.lua --config my_config.yml --opts model.backbone.type=STDC1 batch_size=2
 -- PaddleSeg's flags (--iters, --batch_size, --learning_rate override the config) and moonseg's
 -- own (--help lists them). Configs use PaddleSeg's schema (_base_, model, train_dataset, ...).
 local root = (arg and arg[0] and arg[0]:match("^(.*)/[^/]*$") or ".") .. "/.."
@@ -11,11 +12,13 @@ local config = require "moonseg.config"
 local log = require "moonseg.engine.log"
 
 local prog = "recipes/train.lua"
-local argv = arg or {}
 local function usage_error(msg)
   io.stderr:write(prog, ": ", msg, "\n")
   os.exit(2)
 end
+-- --opts key.path=value ... (PaddleSeg's nargs='+') is taken out before the flags are parsed.
+local okx, argv, opt_items = pcall(config.opts.extract, arg or {})
+if not okx then usage_error(argv) end
 
 -- --config and --print_config first: the config gives the other flags' defaults.
 local path, print_only
@@ -28,11 +31,14 @@ local is_help = false
 for _, a in ipairs(argv) do if a == "--help" or a == "-h" then is_help = true end end
 if not path and not is_help then usage_error("--config FILE.yml is required (a PaddleSeg config; see --help)") end
 
-local cfg_tree
+local cfg_tree, opt_touched
 if path then
   local ok, t = pcall(config.load, path)
   if not ok then usage_error(tostring(t)) end
   cfg_tree = t
+  local oko, touched = pcall(config.opts.apply, cfg_tree, opt_items)
+  if not oko then usage_error(touched) end
+  opt_touched = touched
   if print_only then
     io.write(config.dump(cfg_tree))
     os.exit(0)
@@ -54,10 +60,19 @@ local extra = {
   { "config", "string", nil, "a PaddleSeg YAML config (its _base_ files are read too)" },
   { "print_config", "bool", false, "print the merged config (each key's file:line) and exit" },
   { "use_vdl", "bool", false, "write TensorBoard event files into save_dir (VisualDL's counterpart)" },
-  { "opts", "string", nil, "not supported: edit the config, or use --iters/--batch_size/--learning_rate" },
+  { "opts", "string", nil, "key.path=value ... : change the merged config (PaddleSeg's --opts; wins over " ..
+    "--iters/--batch_size/--learning_rate)" },
 }
-local c = recipe.parse(defaults, argv, prog, extra)
-if c.opts then usage_error("--opts is not supported: edit the config or use --iters, --batch_size, --learning_rate") end
+-- the items go back as --opts=ITEM so the launcher hands them to every worker it spawns
+local parse_argv = { unpack(argv) }
+for _, item in ipairs(opt_items or {}) do parse_argv[#parse_argv + 1] = "--opts=" .. item end
+local c = recipe.parse(defaults, parse_argv, prog, extra)
+-- PaddleSeg applies --opts after --iters, --batch_size and --learning_rate
+if opt_touched and opt_touched.iters then c.iters = defaults.iters end
+if opt_touched and opt_touched.batch_size then c.batch_size = defaults.batch_size end
+if opt_touched and (opt_touched["lr_scheduler.learning_rate"] or opt_touched["learning_rate.value"]) then
+  c.learning_rate = defaults.learning_rate
+end
 for _, f in ipairs { "num_classes", "backbone", "crop_size", "pretrained", "dataset_root" } do
   if c[f] ~= nil then
     usage_error("--" .. f .. " belongs to the Lua recipes; with --config set it in " .. path ..

@@ -10,7 +10,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever anything between MS_CDEF_BEGIN and MS_CDEF_END changes. */
-#define MS_ABI_VERSION 2
+#define MS_ABI_VERSION 3
 
 /* Bootstrap: the two calls Lua makes before it reads the rest of the API. */
 int ms_abi_version(void);
@@ -640,6 +640,8 @@ typedef struct ms_loader_config {
   int32_t skip_bad;    /* replace an unreadable sample by the next good one (logged, counted) */
   int32_t num_classes; /* label values must be < num_classes or ignore_index (0: unchecked) */
   int32_t ignore_index;
+  int32_t reduce_zero_label; /* labels as decoded: 0 -> 255, c -> c - 1, 255 stays (ADE20K) */
+  int32_t reserved;
   uint64_t seed;
 } ms_loader_config;
 /* ops (copied) run on every sample; batch k of epoch e holds positions k*B.. of e's order;

@@ -111,6 +111,16 @@ static int check_label(const ms_loader *l, const ms_tensor *lab, const ms_sample
   return MS_OK;
 }
 
+/* ADE20K's annotation convention (MMSegmentation's reduce_zero_label; PaddleSeg's uint8
+ * `label - 1`): 0 "other" becomes the ignore value 255, class c becomes c - 1, 255 stays 255.
+ * Done at decode time, before the augmentations, so their label padding (255) stays ignored. */
+static void reduce_zero_label(ms_tensor *lab) {
+  int64_t n = ms_numel(lab);
+  uint8_t *p = (uint8_t *)ms_data(lab);
+  for (int64_t i = 0; i < n; i++)
+    p[i] = p[i] == 0 ? 255 : p[i] == 255 ? 255 : (uint8_t)(p[i] - 1);
+}
+
 /* Decodes and augments sample idx; *img f32 [3, H, W], *lab u8 [H, W] or NULL. */
 static int load_sample(ms_loader *l, ms_context *ctx, int64_t epoch, int64_t idx, ms_tensor **img,
                        ms_tensor **lab) {
@@ -131,6 +141,7 @@ static int load_sample(ms_loader *l, ms_context *ctx, int64_t epoch, int64_t idx
       ms_tensor_free(im);
       return ms_fail(rc, "sample %s: %s", s->origin, msg);
     }
+    if (l->cfg.reduce_zero_label) reduce_zero_label(lb);
     if (lb->shape[0] != im->shape[0] || lb->shape[1] != im->shape[1]) {
       rc = ms_fail(MS_ERR_INVALID, "sample %s: image %s is %lldx%lld but label %s is %lldx%lld",
                    s->origin, s->image, (long long)im->shape[1], (long long)im->shape[0], s->label,
@@ -310,6 +321,9 @@ int ms_loader_new(ms_context *ctx, const ms_dataset *ds, const ms_loader_config 
   if (cfg->num_workers < 0 || cfg->num_workers > 256)
     return ms_fail(MS_ERR_INVALID, "loader_new: num_workers must be in 0..256, got %d",
                    cfg->num_workers);
+  if (cfg->reduce_zero_label != 0 && cfg->reduce_zero_label != 1)
+    return ms_fail(MS_ERR_INVALID, "loader_new: reduce_zero_label must be 0 or 1, got %d",
+                   cfg->reduce_zero_label);
   if (cfg->world_size < 1 || cfg->rank < 0 || cfg->rank >= cfg->world_size)
     return ms_fail(MS_ERR_INVALID, "loader_new: rank %d is not in [0, world_size %d)", cfg->rank,
                    cfg->world_size);

@@ -44,6 +44,72 @@ function F.optic_disc(root, o)
   return root
 end
 
+-- ade20k(root, {w=, h=}) -> raws: ADEChallengeData2016's layout under root, four training and
+-- two validation images (written out of name order) with annotations in which every value
+-- 0..150 and 255 appear, and pixels 0, 1, 2 hold 0, 1, 150; raws[name] = the annotation values.
+function F.ade20k(root, o)
+  o = o or {}
+  local W, H = o.w or 12, o.h or 8
+  for _, d in ipairs { "images/training", "images/validation", "annotations/training", "annotations/validation" } do
+    os.execute("mkdir -p '" .. root .. "/" .. d .. "'")
+  end
+  local raws = {}
+  local function sample(split, name, k)
+    local img, lab = {}, {}
+    for i = 1, W * H * 3 do img[i] = (i * 5 + k * 11) % 256 end
+    for i = 0, W * H - 1 do
+      local x = (i * 7 + k * 13) % 152 -- 0..151; 151 stands for 255
+      lab[#lab + 1] = x == 151 and 255 or x
+    end
+    lab[1], lab[2], lab[3] = 0, 1, 150
+    raws[name] = lab
+    ms.image.write_jpeg(root .. "/images/" .. split .. "/" .. name .. ".jpg", ms.tensor(img, { dtype = "u8" }):view(H, W, 3))
+    ms.image.write_png(root .. "/annotations/" .. split .. "/" .. name .. ".png", ms.tensor(lab, { dtype = "u8" }):view(H, W))
+  end
+  sample("training", "ADE_train_00000003", 3)
+  sample("training", "ADE_train_00000001", 1)
+  sample("training", "ADE_train_00000002", 2)
+  sample("training", "ADE_train_00000004", 4)
+  sample("validation", "ADE_val_00000001", 5)
+  sample("validation", "ADE_val_00000002", 6)
+  return raws
+end
+
+-- A PaddleSeg-schema config on the ADE20K layout at root (PP-LiteSeg, STDC1, 32x32 crops).
+function F.ade20k_config(root)
+  return ([[
+batch_size: 2
+iters: 1
+train_dataset:
+  type: ADE20K
+  dataset_root: ROOT
+  mode: train
+  transforms:
+    - type: RandomPaddingCrop
+      crop_size: [32, 32]
+    - type: Normalize
+val_dataset:
+  type: ADE20K
+  dataset_root: ROOT
+  mode: val
+  transforms:
+    - type: Normalize
+optimizer:
+  type: sgd
+lr_scheduler:
+  type: PolynomialDecay
+  learning_rate: 0.01
+loss:
+  types:
+    - type: CrossEntropyLoss
+  coef: [1, 1, 1]
+model:
+  type: PPLiteSeg
+  backbone:
+    type: STDC1
+]]):gsub("ROOT", root)
+end
+
 function F.write(path, text)
   local f = assert(io.open(path, "w"))
   f:write(text)

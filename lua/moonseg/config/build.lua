@@ -165,9 +165,9 @@ local function dataset(t, path, mode)
   end
   if ty == "Cityscapes" then
     ds = try(function() return ms.data.Cityscapes { dataset_root = root, mode = m } end)
-  elseif ty == "ADE20K" then
-    fail(t, "type", join(path, "type"), "ADE20K's labels need PaddleSeg's shift (0 -> ignore, c -> c-1), which " ..
-      "moonseg's loader does not do yet; shift the annotation PNGs once and use type: Dataset with file lists")
+  elseif ty == "ADE20K" then -- annotations shifted by the loader (0 -> 255, c -> c - 1)
+    if m == "test" then fail(t, a.mode and "mode" or nil, join(path, "mode"), "ADE20K has train and val only") end
+    ds = try(function() return ms.data.ADE20K { dataset_root = root, mode = m } end)
   else
     local list = a[m .. "_path"]
     if list then

@@ -20,7 +20,13 @@ local aug_spec = {
 
 local function parse(prog, spec, argv)
   for _, f in ipairs(aug_spec) do spec[#spec + 1] = f end
-  local ok, c = pcall(flags.parse, spec, argv, prog)
+  spec[#spec + 1] = { "opts", "string", nil, "key.path=value ... : change the config (PaddleSeg's --opts)" }
+  local ok, c = pcall(function()
+    local rest, items = config.opts.extract(argv or {})
+    local r = flags.parse(spec, rest, prog)
+    r.opts = items
+    return r
+  end)
   if not ok then
     io.stderr:write(prog, ": ", tostring(c), "\n")
     os.exit(2)
@@ -38,7 +44,9 @@ local function setup(prog, c, aug_flag)
   if c.threads then ms.set_num_threads(c.threads) end
   if not c.model_path then fail(prog, "--model_path is required (see --help)") end
   local ok, parts = pcall(function()
-    return config.build(config.load(c.config), {}, { only = "eval", warn = log.warn, config = c.config })
+    local cfg = config.load(c.config)
+    config.opts.apply(cfg, c.opts)
+    return config.build(cfg, {}, { only = "eval", warn = log.warn, config = c.config })
   end)
   if not ok then fail(prog, tostring(parts)) end
   local weights = c.model_path

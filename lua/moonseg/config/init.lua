@@ -9,7 +9,8 @@ local load = require "moonseg.config.load"
 local build = require "moonseg.config.build"
 
 local M = { null = yaml.null, load = load.load, merge = load.merge, pos = load.pos, build = build.build,
-  parse_yaml = yaml.parse, weights = require "moonseg.config.weights", registry = require "moonseg.config.registry" }
+  parse_yaml = yaml.parse, weights = require "moonseg.config.weights", registry = require "moonseg.config.registry",
+  opts = require "moonseg.config.opts" }
 
 local function scalar(v)
   if v == yaml.null then return "null" end

@@ -89,6 +89,7 @@ function M.pos(t, k)
   if not w then return "?" end
   local file = (k ~= nil and w.files and w.files[k]) or w.file
   local line = (k ~= nil and w.keys[k]) or w.line
+  if type(line) == "string" then return line end -- "--opts key=value" (config/opts.lua)
   return string.format("%s:%s", file, tostring(line or "?"))
 end
 

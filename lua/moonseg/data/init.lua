@@ -34,8 +34,10 @@ end
 function Dataset:add(image, label, origin) check(C.ms_dataset_add(self._h, image, label, origin), 2) end
 
 -- data.PaddleSegDataset{dataset_root=, mode="train"|"val"|"test", train_path=, val_path=,
--- test_path=, separator=" ", num_classes=}: PaddleSeg's Dataset: file lists of
--- "image label" lines relative to dataset_root (optic_disc_seg's layout works as is).
+-- test_path=, separator=" ", num_classes=, reduce_zero_label=false}: PaddleSeg's Dataset:
+-- file lists of "image label" lines relative to dataset_root (optic_disc_seg's layout works as
+-- is). reduce_zero_label (MMSegmentation's name): the annotations count classes from 1 and 0
+-- is "other" (ADE20K's convention): the loader reads 0 as 255 (ignored) and c as c - 1.
 function data.PaddleSegDataset(o)
   if type(o) ~= "table" or not o.dataset_root then error("PaddleSegDataset: dataset_root is required", 2) end
   local mode = o.mode or "train"
@@ -44,6 +46,11 @@ function data.PaddleSegDataset(o)
   E.check(C.ms_dataset_add_list(ds._h, o.dataset_root, list, o.separator, mode ~= "test" and 1 or 0))
   ds.num_classes, ds.mode, ds.root = o.num_classes, mode, o.dataset_root
   ds.ignore_index = o.ignore_index or 255
+  ds.reduce_zero_label = o.reduce_zero_label and true or false
+  if ds.reduce_zero_label and ds.ignore_index ~= 255 then
+    error("PaddleSegDataset: reduce_zero_label turns label 0 into 255, so ignore_index must be 255, got " ..
+      tostring(ds.ignore_index), 2)
+  end
   return ds
 end
 
@@ -81,6 +88,32 @@ function data.Cityscapes(o)
   return ds
 end
 
+-- data.ADE20K{dataset_root=, mode="train"|"val"}: PaddleSeg's ADE20K (ADEChallengeData2016):
+-- images/{training,validation}/*.jpg with annotations/{training,validation}/*.png of the same
+-- name; 150 classes, annotation 0 ignored and c read as c - 1 (reduce_zero_label). Files are
+-- taken in name order (PaddleSeg takes os.listdir's order, which the file system decides).
+function data.ADE20K(o)
+  o = o or {}
+  local root, mode = o.dataset_root or "data/ADEChallengeData2016", o.mode or "train"
+  local sub = ({ train = "training", val = "validation" })[mode]
+  if not sub then E.user("ADE20K: mode must be train or val, got " .. tostring(mode)) end
+  local img_dir, lab_dir = root .. "/images/" .. sub, root .. "/annotations/" .. sub
+  local ds = new_dataset()
+  for _, f in ipairs(list_dir(img_dir)) do
+    local stem = f:match("^(.*)%.jpg$")
+    if stem then
+      local label = lab_dir .. "/" .. stem .. ".png"
+      local fh = io.open(label, "rb")
+      if not fh then E.user("ADE20K: annotation " .. label .. " missing for " .. img_dir .. "/" .. f) end
+      fh:close()
+      ds:add(img_dir .. "/" .. f, label, "images/" .. sub .. "/" .. f)
+    end
+  end
+  if ds:size() == 0 then E.user("ADE20K: no *.jpg images in " .. img_dir .. " (expected ADEChallengeData2016's layout)") end
+  ds.num_classes, ds.mode, ds.root, ds.ignore_index, ds.reduce_zero_label = 150, mode, root, 255, true
+  return ds
+end
+
 -- data.Synthetic{mode=, dir=, ...}: the built-in set (generated into the cache on first use).
 function data.Synthetic(o)
   o = o or {}
@@ -96,7 +129,8 @@ DataLoader.__index = DataLoader
 data.DataLoader = DataLoader
 
 -- DataLoader(dataset, {batch_size=, num_workers=, shuffle=, drop_last=, transforms=Compose,
--- seed=, rank=, world_size=, skip_bad=, num_classes=, ignore_index=, prefetch=})
+-- seed=, rank=, world_size=, skip_bad=, num_classes=, ignore_index=, prefetch=,
+-- reduce_zero_label= (default: the dataset's)})
 setmetatable(DataLoader, { __call = function(_, ds, o)
   o = o or {}
   local cfg = ffi.new("ms_loader_config")
@@ -111,6 +145,9 @@ setmetatable(DataLoader, { __call = function(_, ds, o)
   cfg.num_classes = o.num_classes or ds.num_classes or 0
   cfg.ignore_index = o.ignore_index or ds.ignore_index or 255
   cfg.seed = o.seed or 0
+  local rzl = o.reduce_zero_label
+  if rzl == nil then rzl = ds.reduce_zero_label end
+  cfg.reduce_zero_label = rzl and 1 or 0
   local tf = o.transforms
   local p = ffi.new("ms_loader*[1]")
   check(C.ms_loader_new(L.ctx, ds._h, cfg, tf and tf.ops or nil, tf and tf.n or 0, p), 2)
