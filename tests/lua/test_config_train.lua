@@ -1,6 +1,7 @@
 -- test_config_train.lua: PaddleSeg's command lines on a PaddleSeg config: recipes/train.lua
 -- --config trains exactly as the Lua recipe (same losses, same weights, same seed), resumes
--- exactly, honours --use_vdl; val.lua/predict.lua --config; --print_config; CLI errors.
+-- exactly, honours --use_vdl; val.lua/predict.lua --config; --print_config; CLI errors; --opts;
+-- a type: ADE20K config trained for one iteration.
 local H = require "harness"
 local ms = require "moonseg"
 local Fx = require "config_fixture"
@@ -94,6 +95,46 @@ H.case("--print_config shows the merged config; command-line errors name the fil
   out, rc = sh("luajit " .. src .. "/recipes/train.lua --config configs/typo.yml --iters 1")
   H.eq(rc, 2)
   H.eq(out:find("configs/typo.yml:4: model.backbone.type: unknown backbone type 'STDC3'", 1, true) ~= nil, true, out)
+end)
+
+H.case("--opts changes the merged config and wins over --iters/--batch_size/--learning_rate (PaddleSeg's order)", function()
+  local out, rc = sh(train .. " --opts model.backbone.type=STDC1 iters=2 batch_size=4 lr_scheduler.learning_rate=0.05 " ..
+    "--iters 5 --batch_size 1 --learning_rate 0.5 --log_iters 1 --seed 5 --save_interval 2 --save_dir out_opts")
+  H.eq(rc, 0, out)
+  H.eq(#losses(out), 2, out)
+  -- 4 training samples: batch 4 makes iteration 2 the second epoch (batch 1 would still be in the first)
+  H.eq(out:match("epoch: (%d+), iter: 2/2"), "2", out)
+  H.eq(out:match("iter: 1/2, loss: [%d.]+, lr: ([%d.]+)"), "0.050000", out)
+  local sd = ms.load(tmp .. "/out_opts/iter_2/model.safetensors")
+  H.eq(sd["backbone.features.7.conv_list.0.conv.weight"] ~= nil, true, "STDC1's 8 stages")
+  H.eq(sd["backbone.features.8.conv_list.0.conv.weight"], nil, "not STDC2's 14")
+  out, rc = sh(train .. " --print_config --opts model.backbone.type=STDC1")
+  H.eq(rc, 0, out)
+  H.eq(out:find("type: STDC1  # --opts model.backbone.type=STDC1", 1, true) ~= nil, true, out)
+  -- val.lua takes --opts too: without it the STDC2 config does not fit the STDC1 weights
+  out, rc = sh("luajit " .. src .. "/recipes/val.lua --config configs/pp_liteseg_optic.yml --model_path out_opts/iter_2")
+  H.eq(rc ~= 0, true, out)
+  out, rc = sh("luajit " .. src .. "/recipes/val.lua --config configs/pp_liteseg_optic.yml --model_path out_opts/iter_2 " ..
+    "--opts model.backbone.type=STDC1")
+  H.eq(rc, 0, out)
+  H.eq(out:match("%[EVAL%] #Images: (%d+)"), "2", out)
+  out, rc = sh(train .. " --opts model.backbone.typo=STDC1")
+  H.eq(rc, 2)
+  H.eq(out:find("--opts model.backbone.typo=STDC1: model.backbone.typo is not in the config", 1, true) ~= nil, true, out)
+end)
+
+H.case("recipes/train.lua --config with type: ADE20K trains one iteration on 150 classes and evaluates", function()
+  Fx.ade20k(tmp .. "/data/ADEChallengeData2016")
+  Fx.write(tmp .. "/configs/ade.yml", Fx.ade20k_config("data/ADEChallengeData2016"))
+  local out, rc = sh("luajit " .. src .. "/recipes/train.lua --config configs/ade.yml --log_iters 1 --seed 3 --do_eval " ..
+    "--save_interval 1 --save_dir out_ade")
+  H.eq(rc, 0, out)
+  local l = tonumber(losses(out)[1])
+  -- three heads of 150-way cross-entropy from random weights: each about log(150) = 5.0
+  H.eq(l ~= nil and l > 3 * 0.5 * math.log(150) and l < 3 * 2 * math.log(150), true, out)
+  H.eq(out:match("%[EVAL%] #Images: (%d+)"), "2", out)
+  local sd = ms.load(tmp .. "/out_ade/iter_1/model.safetensors")
+  H.same_list(sd["seg_heads.0.conv_out.weight"]:size(), { 150, 64, 1, 1 }, "a 150-way classifier")
 end)
 
 os.execute("rm -rf " .. tmp)
