@@ -25,7 +25,9 @@ Key handling for PP-LiteSeg (moonseg keeps PaddleSeg's names, so most keys pass 
     (stop_gradient); it is added as [1.0] when a checkpoint from an older version lacks it;
   * `--add-prefix P` prepends P to every key, `--strip-prefix P` removes a leading P.
 An ImageNet STDC checkpoint (features.*, plus classifier keys moonseg ignores) converts as is.
-Paddle stores bfloat16 as uint16 arrays; those are written as BF16.
+Paddle stores bfloat16 as uint16 arrays; those are written as BF16. Arrays that paddle.save split
+into pieces (protocol 2 or 3, over 2**30 - 1 bytes: KEY@@.0, KEY@@.1, ... and
+UnpackBigParamInfor@@) are joined back as paddle.load joins them.
 """
 import argparse
 import array
@@ -190,6 +192,51 @@ def _read_source(path):
         return f.read(), path
 
 
+BIG_INFO = "UnpackBigParamInfor@@"
+
+
+def join_big_params(obj, label):
+    """Undo paddle.save's split of big arrays (protocol 2 and 3 only: an array of more than
+    (2**30 - 1) // itemsize elements). Paddle flattens such an array, stores consecutive
+    pieces under KEY@@.0, KEY@@.1, ... and records {KEY: {"OriginShape": shape, "slices":
+    [piece names]}} under UnpackBigParamInfor@@; paddle.load concatenates and reshapes."""
+    info = obj.pop(BIG_INFO)
+    if not isinstance(info, dict):
+        raise ConvertError("%s: %s is not a mapping" % (label, BIG_INFO))
+    for key, meta in info.items():
+        where = "%s: %s[%r]" % (label, BIG_INFO, key)
+        if not isinstance(meta, dict) or "OriginShape" not in meta or "slices" not in meta:
+            raise ConvertError("%s: expected {'OriginShape': shape, 'slices': [names]}" % where)
+        shape, names = meta["OriginShape"], meta["slices"]
+        if not isinstance(shape, (tuple, list)) or not all(isinstance(d, int) and d >= 0 for d in shape):
+            raise ConvertError("%s: OriginShape %r is not a shape" % (where, shape))
+        if not isinstance(names, (tuple, list)) or not names:
+            raise ConvertError("%s: slices must be a non-empty list of keys" % where)
+        parts = []
+        for n in names:
+            if n not in obj:
+                raise ConvertError("%s: its piece %r is not in the checkpoint" % (where, n))
+            a = obj.pop(n)
+            if isinstance(a, tuple) and len(a) == 2 and isinstance(a[1], Array):
+                a = a[1]
+            if not isinstance(a, Array):
+                raise ConvertError("%s: its piece %r is not an array" % (where, n))
+            if a.dtype.code not in DTYPES:
+                raise ConvertError("%s: piece %r has dtype %s, which moonseg does not load" % (where, n, a.dtype.code))
+            if parts and (a.dtype.code, a.dtype.order) != (parts[0].dtype.code, parts[0].dtype.order):
+                raise ConvertError("%s: piece %r is %s%s but the first piece is %s%s"
+                                   % (where, n, a.dtype.order, a.dtype.code, parts[0].dtype.order, parts[0].dtype.code))
+            parts.append(a)
+        whole = Array(tuple(shape), parts[0].dtype, b"".join(a.data for a in parts))
+        want = whole.size() * int(whole.dtype.code[1:])
+        if len(whole.data) != want:
+            raise ConvertError("%s: its %d pieces hold %d bytes; shape %s (%s) needs %d"
+                               % (where, len(parts), len(whole.data), list(shape), whole.dtype.code, want))
+        if key in obj:
+            raise ConvertError("%s: the checkpoint also holds %r whole" % (where, key))
+        obj[key] = whole
+
+
 def load_pdparams(path):
     data, label = _read_source(path)
     try:
@@ -198,9 +245,8 @@ def load_pdparams(path):
         raise ConvertError("%s: not a readable paddle.save checkpoint: %s" % (label, e))
     if not isinstance(obj, dict):
         raise ConvertError("%s: expected a pickled dict of arrays, got %s" % (label, type(obj).__name__))
-    if "UnpackBigParamInfor@@" in obj:
-        raise ConvertError("%s: arrays split by Paddle's protocol-2 big-parameter path are not supported; "
-                           "re-save with paddle.save(..., protocol=4)" % label)
+    if BIG_INFO in obj:
+        join_big_params(obj, label)
     out, dropped = {}, []
     for k, v in obj.items():
         if isinstance(v, tuple) and len(v) == 2 and isinstance(v[1], Array):

@@ -3,7 +3,8 @@
 them out: a protocol-2 pickle with numpy 1's module paths (numpy.core.multiarray, bytes through
 _codecs.encode; the 2022 PP-LiteSeg keys with x2..x32 aliases and conv_last) and a protocol-4
 pickle with numpy 2's (numpy._core.multiarray, STACK_GLOBAL, BINBYTES, MEMOIZE, a FRAME; today's
-keys, a (name, array) pair). Standard library only: the opcodes are written by hand. Checks the
+keys, a (name, array) pair); arrays split into pieces as paddle.save does under protocols 2 and 3
+(UnpackBigParamInfor@@), with numpy 1 and numpy 2. Standard library only: the opcodes are written by hand. Checks the
 safetensors bytes, the key mapping, the .tar.gz path, --cache, refusals, and (when MOONSEG_LIB is
 set) that moonseg loads the result and names the same cache file."""
 import io
@@ -57,10 +58,29 @@ class P2:
         self.put()
 
     def int(self, v):
-        self.b += b"K" + bytes([v]) if 0 <= v < 256 else b"J" + struct.pack("<i", v)
+        if 0 <= v < 256:
+            self.b += b"K" + bytes([v])
+        elif 0 <= v < 65536:
+            self.b += b"M" + struct.pack("<H", v)
+        else:
+            self.b += b"J" + struct.pack("<i", v)
+
+    def get(self, idx):  # a memoized object again (BINGET / LONG_BINGET)
+        self.b += b"h" + bytes([idx]) if idx < 256 else b"j" + struct.pack("<I", idx)
 
     def end(self):
         return bytes(self.b + b".")
+
+
+class P3(P2):
+    """Protocol 3 (paddle.save(..., protocol=3)): protocol 2's opcodes, bytes as BINBYTES."""
+
+    def __init__(self):
+        self.b, self.memo = bytearray(b"\x80\x03"), 0
+
+    def raw(self, data):
+        self.b += (b"C" + bytes([len(data)]) if len(data) < 256 else b"B" + struct.pack("<I", len(data))) + data
+        self.put()
 
 
 class P4(P2):
@@ -71,6 +91,7 @@ class P4(P2):
 
     def put(self):
         self.b += b"\x94"
+        self.memo += 1
 
     def uni(self, s):
         e = s.encode("utf-8")
@@ -157,6 +178,88 @@ def pdparams(p, core, entries, pairs=()):
         p.uni(key)
         p.uni("param_" + key.replace(".", "_"))
     p.b += b"u"
+    p.b += b"u"
+    return p.end()
+
+
+def pdparams_split(p, core, entries, bigs, chunk, drop_piece=None, shape_of=None):
+    """paddle.save(state_dict, path, protocol=2 or 3) of a dict holding big arrays, laid out as
+    _build_saved_state_dict + _unpack_saved_dict leave it: the small arrays, then
+    StructuredToParameterName@@ (naming the big keys too), then each big array flattened into
+    pieces KEY@@.0, KEY@@.1, ... of `chunk` elements (Paddle: (2**30 - 1) // itemsize), then
+    UnpackBigParamInfor@@ = {KEY: {'OriginShape': shape, 'slices': [piece names]}}. Strings
+    pickled twice are memo references (BINGET), as the pickler writes the same str object.
+    drop_piece / shape_of: damage one piece or one OriginShape (for the refusals)."""
+    memo = {}
+
+    def name(s):
+        if s in memo:
+            p.get(memo[s])
+        else:
+            p.uni(s)
+            memo[s] = p.memo - 1
+
+    p.b += b"}"
+    p.put()
+    p.b += b"("
+    for key, (code, order, shape, data) in entries:
+        name(key)
+        ndarray(p, core, code, order, shape, data)
+    name("StructuredToParameterName@@")
+    p.b += b"}"
+    p.put()
+    p.b += b"("
+    for key in [k for k, _ in entries] + [k for k, _ in bigs]:
+        name(key)
+        p.uni("param_" + key.replace(".", "_"))
+    p.b += b"u"
+    pieces = {}
+    for key, (code, order, shape, data) in bigs:
+        size = int(code[1:])
+        n = len(data) // size
+        pieces[key] = []
+        for i in range((n + chunk - 1) // chunk):
+            piece = data[i * chunk * size:(i + 1) * chunk * size]
+            pieces[key].append("%s@@.%d" % (key, i))
+            if pieces[key][-1] == drop_piece:
+                continue
+            name(pieces[key][-1])
+            ndarray(p, core, code, order, [len(piece) // size], piece)
+    name("UnpackBigParamInfor@@")
+    p.b += b"}"
+    p.put()
+    if len(bigs) > 1:
+        p.b += b"("
+    for key, (code, order, shape, data) in bigs:
+        name(key)
+        p.b += b"}"
+        p.put()
+        p.b += b"("
+        name("OriginShape")
+        shape = (shape_of or {}).get(key, shape)
+        if len(shape) <= 3:
+            for d in shape:
+                p.int(d)
+            p.b += {0: b")", 1: b"\x85", 2: b"\x86", 3: b"\x87"}[len(shape)]
+        else:
+            p.b += b"("
+            for d in shape:
+                p.int(d)
+            p.b += b"t"
+        p.put()
+        name("slices")
+        p.b += b"]"
+        p.put()
+        if len(pieces[key]) > 1:
+            p.b += b"("
+            for s in pieces[key]:
+                name(s)
+            p.b += b"e"
+        else:
+            name(pieces[key][0])
+            p.b += b"a"
+        p.b += b"u"
+    p.b += b"u" if len(bigs) > 1 else b"s"
     p.b += b"u"
     return p.end()
 
@@ -270,6 +373,48 @@ def main():
         t2, meta = read_safetensors(cached)
         check(t2 == t, "the archive's weights equal the file's")
         check(meta.get("source") == url, "source metadata")
+
+    # -- arrays paddle.save split into pieces (protocol 2 with numpy 1, protocol 3 with numpy 2)
+    head = struct.pack("<12f", *[i * 0.5 - 2 for i in range(12)])
+    emb = struct.pack(">7d", *[1.0 / (i + 1) for i in range(7)])  # big-endian: written little-endian
+    small = [("backbone.features.0.bn._mean", f32([1.0, 2.0]))]
+    bigs = [("seg_heads.0.conv_out.weight", ("f4", "<", [3, 2, 2, 1], head)), ("emb.weight", ("f8", ">", [7], emb))]
+    split2 = pdparams_split(P2(), "numpy.core", small, bigs, chunk=5)
+    check(split2.count(b"@@.") == 5 and b"UnpackBigParamInfor@@" in split2 and split2[:2] == b"\x80\x02",
+          "the test writes 3 + 2 pieces")
+    c = os.path.join(tmp, "split2.pdparams")
+    with open(c, "wb") as f:
+        f.write(split2)
+    rc, out = run([c, os.path.join(tmp, "split2.safetensors")])
+    check(rc == 0, "split protocol-2 pickle converts: " + out)
+    t, _ = read_safetensors(os.path.join(tmp, "split2.safetensors"))
+    check(sorted(t) == ["backbone.features.0.bn._mean", "emb.weight", "seg_heads.0.conv_out.weight"],
+          "pieces joined, no piece or info keys left: %s" % sorted(t))
+    check(t.get("seg_heads.0.conv_out.weight") == ("F32", [3, 2, 2, 1], head), "3 pieces joined and reshaped")
+    check(t.get("emb.weight") == ("F64", [7], struct.pack("<7d", *[1.0 / (i + 1) for i in range(7)])),
+          "big-endian pieces joined, written little-endian")
+    check(t.get("backbone.features.0.bn._mean") == ("F32", [2], struct.pack("<2f", 1, 2)), "small arrays as before")
+    check("UnpackBigParamInfor" not in out and "@@." not in out, "the split is not reported as dropped: " + out)
+    ints = struct.pack("<6q", 5, -6, 7, 2 ** 33, 0, -1)
+    split3 = pdparams_split(P3(), "numpy._core", [], [("idx", ("i8", "<", [2, 3], ints))], chunk=4)
+    check(split3[:2] == b"\x80\x03" and b"numpy._core.multiarray" in split3, "protocol 3, numpy 2 paths")
+    with open(os.path.join(tmp, "split3.pdparams"), "wb") as f:
+        f.write(split3)
+    rc, out = run([os.path.join(tmp, "split3.pdparams"), os.path.join(tmp, "split3.safetensors")])
+    check(rc == 0, "split protocol-3 pickle converts: " + out)
+    if rc == 0:
+        t, _ = read_safetensors(os.path.join(tmp, "split3.safetensors"))
+        check(t == {"idx": ("I64", [2, 3], ints)}, "2 pieces of i64: %r" % (t,))
+    for bad, msg in ((pdparams_split(P2(), "numpy.core", small, bigs, 5, drop_piece="seg_heads.0.conv_out.weight@@.1"),
+                      "UnpackBigParamInfor@@['seg_heads.0.conv_out.weight']: its piece 'seg_heads.0.conv_out.weight@@.1' "
+                      "is not in the checkpoint"),
+                     (pdparams_split(P2(), "numpy.core", small, bigs, 5, shape_of={"emb.weight": (2, 4)}),
+                      "UnpackBigParamInfor@@['emb.weight']: its 2 pieces hold 56 bytes; shape [2, 4] (f8) needs 64")):
+        with open(os.path.join(tmp, "badsplit.pdparams"), "wb") as f:
+            f.write(bad)
+        rc, out = run([os.path.join(tmp, "badsplit.pdparams"), os.path.join(tmp, "bs.safetensors")])
+        check(rc == 1 and "badsplit.pdparams" in out and msg in out and "Traceback" not in out, out)
+        check(not os.path.exists(os.path.join(tmp, "bs.safetensors")), "nothing written for a broken split")
 
     # -- refusals
     evil = b"\x80\x02cos\nsystem\nX\x04\x00\x00\x00trueq\x00\x85R."
