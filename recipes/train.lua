@@ -76,7 +76,8 @@ end
 for _, f in ipairs { "num_classes", "backbone", "crop_size", "pretrained", "dataset_root" } do
   if c[f] ~= nil then
     usage_error("--" .. f .. " belongs to the Lua recipes; with --config set it in " .. path ..
-      " (model.num_classes, model.backbone, a transform's crop_size, model.pretrained, train_dataset.dataset_root)")
+      " (model.num_classes, model.backbone, a transform's crop_size, model.pretrained, train_dataset.dataset_root)" ..
+      " or with --opts key.path=value")
   end
 end
 if not c.iters then usage_error("iters: set it in " .. path .. " or pass --iters") end
