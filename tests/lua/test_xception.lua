@@ -87,4 +87,33 @@ H.case("backbone alone: features, strides, dilations, padding, BN settings; bad 
   H.raises(function() M.DeepLabV3P { num_classes = 19, backbone = bb } end, "no feature 4")
 end)
 
+H.case("a PaddleSeg config (type: Xception65_deeplab, backbone_indices: [0, 1]) builds the model", function()
+  local config = require "moonseg.config"
+  local Fx = require "config_fixture"
+  local tmp = os.tmpname()
+  os.remove(tmp)
+  local data = Fx.optic_disc(tmp .. "/optic", { train = 2, val = 1, size = 32 })
+  local text = Fx.quick_start(data, 32):gsub("loss:\n.*$", "") .. [[
+loss:
+  types:
+    - type: CrossEntropyLoss
+  coef: [1]
+model:
+  type: DeepLabV3P
+  backbone:
+    type: Xception65_deeplab
+    output_stride: 16
+  backbone_indices: [0, 1]
+  aspp_ratios: [1, 6, 12, 18]
+  aspp_out_channels: 256
+  align_corners: False
+]]
+  local p = config.build(config.load(Fx.write(tmp .. "/x.yml", text)), { iters = 2 }, { warn = function() end })
+  os.execute("rm -rf '" .. tmp .. "'")
+  H.same_list(p.model.backbone_indices, { 1, 2 })
+  H.eq(p.model.backbone.backbone, "xception_65")
+  -- 41,057,299 at 19 classes less the classifier's 17 x 257 (2 classes here)
+  H.eq(p.model:num_parameters(), 41057299 - 17 * 257)
+end)
+
 H.done()
