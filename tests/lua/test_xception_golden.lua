@@ -86,6 +86,26 @@ H.case("f64 eval logits, train logits, loss, gradients, running mean = PyTorch t
     local a, b = H.values(sd[k]), H.values(csd[k])
     for i = 1, #a do H.near(b[i], a[i], 1e-12 * (1 + math.abs(a[i])), "with_cp running stat " .. k) end
   end
+
+  -- a second step of each: tensor bytes the graph holds after the forward, and the step's peak
+  -- above that baseline (gradients exist already), drop with with_cp
+  local function step_memory(model)
+    collectgarbage()
+    ms.reset_peak_memory()
+    local base = ms.memory_stats().allocated
+    local l = ms.losses.CrossEntropyLoss { ignore_index = 255 }(model(x)[1], label)
+    collectgarbage()
+    local held = ms.memory_stats().allocated - base
+    l:backward()
+    return held, ms.memory_stats().peak - base
+  end
+  local held0, peak0 = step_memory(m)
+  local held1, peak1 = step_memory(c)
+  H.eq(held1 < 0.5 * held0, true, string.format("held after forward %d with_cp vs %d without", held1, held0))
+  H.eq(peak1 < peak0, true, string.format("peak %d with_cp vs %d without", peak1, peak0))
+  print(string.format("Xception65 DeepLabV3P f64 %s: held after forward %.1f MB without, %.1f MB with_cp; " ..
+    "step peak above that %.1f / %.1f MB", table.concat(G.input_shape, "x"), held0 / 2 ^ 20, held1 / 2 ^ 20,
+    peak0 / 2 ^ 20, peak1 / 2 ^ 20))
 end)
 
 H.done()
