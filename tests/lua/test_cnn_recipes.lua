@@ -1,7 +1,7 @@
 -- test_cnn_recipes.lua: recipes/unet.lua, deeplabv3p.lua and pspnet.lua end to end on a tiny
 -- PaddleSeg-format synthetic set: the training loss falls, an mIoU is printed, the checkpoint
 -- records the model (state.json) so val.lua / predict.lua rebuild it from --model_path alone;
--- --with_cp and bad flags.
+-- DeepLabV3P with Xception65_deeplab; --with_cp and bad flags.
 local H = require "harness"
 local ms = require "moonseg"
 local json = require "moonseg.json"
@@ -66,6 +66,16 @@ H.case("deeplabv3p (ResNet50_vd OS8): loss falls, checkpoint rebuilds with its b
   local out, rc = sh("luajit " .. src .. "/recipes/val.lua --model_path " .. save .. "/iter_6/model.safetensors --dataset_root " .. root)
   H.eq(rc, 0, out)
   assert(out:find("[EVAL] #Images: 2 mIoU:", 1, true), out)
+end)
+
+H.case("deeplabv3p --backbone Xception65_deeplab --with_cp: loss falls, OS16 spec recorded", function()
+  local save = train("deeplabv3p", "--backbone Xception65_deeplab --learning_rate 0.005 --with_cp", 6)
+  local st = json.read_file(save .. "/best_model/state.json")
+  H.eq(st.model.args.backbone.name, "Xception65_deeplab")
+  H.eq(st.model.args.backbone.args.output_stride, 16)
+  H.eq(st.model.args.backbone.args.with_cp, true)
+  H.same_list(st.model.args.backbone_indices, { 1, 2 })
+  H.same_list(st.model.args.aspp_ratios, { 1, 6, 12, 18 })
 end)
 
 H.case("pspnet --with_cp: loss falls with both heads (coefficients 1, 0.4)", function()

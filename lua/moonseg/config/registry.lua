@@ -30,6 +30,7 @@ backbone("STDC2", { use_conv_last = "bool" })
 backbone("ResNet50_vd", { output_stride = "int", multi_grid = "ints", in_channels = "int" })
 backbone("HRNet_W18", { align_corners = "bool", in_channels = "int" })
 backbone("MixVisionTransformer_B0", { in_channels = "int" })
+backbone("Xception65_deeplab", { output_stride = "int", in_channels = "int" })
 
 -- Data sets: `builder` names the moonseg constructor (config/build.lua).
 R.datasets.Dataset = { args = { dataset_root = "path", train_path = "path", val_path = "path",

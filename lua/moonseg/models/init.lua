@@ -31,5 +31,8 @@ models.backbones.ResNet50_vd = require("moonseg.models.resnet_vd").ResNet50_vd
 models.backbones.ResNet101_vd = require("moonseg.models.resnet_vd").ResNet101_vd
 models.backbones.MixVisionTransformer_B0 = mit.MixVisionTransformer_B0
 models.backbones.HRNet_W18 = hrnet.HRNet_W18
+models.XceptionDeeplab = require("moonseg.models.xception_deeplab").XceptionDeeplab
+models.backbones.Xception41_deeplab = require("moonseg.models.xception_deeplab").Xception41_deeplab
+models.backbones.Xception65_deeplab = require("moonseg.models.xception_deeplab").Xception65_deeplab
 models.build = require("moonseg.models.registry").build
 return models
