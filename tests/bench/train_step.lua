@@ -74,7 +74,7 @@ if a.profile then
   for _, n in ipairs { "interpolate", "relu", "sigmoid", "cross_entropy", "batch_norm", "conv2d",
     "adaptive_avg_pool2d", "avg_pool2d" } do wrap(F, n, "F." .. n) end
   wrap(ms, "cat", "cat") -- T.to (casts) also counts inside the F.* ops that call it
-  local T = getmetatable(x).__index
+  local T = ms.Tensor
   if type(T) == "table" then
     for _, n in ipairs { "mean", "max", "__add", "__mul", "__sub", "add", "mul", "sub", "to" } do
       wrap(T, n, "T." .. n)
