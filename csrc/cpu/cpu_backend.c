@@ -29,17 +29,21 @@ static int cpu_supports(ms_op_id op, ms_dtype dtype, ms_dtype *compute) {
     if (!ms_dtype_is_float(dtype)) return 0;
     *compute = ms_cpu_compute_dtype("batch_norm", dtype);
     return 1;
-  case MS_OP_SYNC_BN_MOMENTS:
-  case MS_OP_SYNC_BN_GRAD_SUMS:
-  case MS_OP_SYNC_BN_BACKWARD:
-  case MS_OP_LAYER_NORM:
-  case MS_OP_LAYER_NORM_BACKWARD:
   case MS_OP_MAX_POOL2D:
   case MS_OP_MAX_POOL2D_BACKWARD:
   case MS_OP_AVG_POOL2D:
   case MS_OP_AVG_POOL2D_BACKWARD:
   case MS_OP_ADAPTIVE_AVG_POOL2D:
   case MS_OP_ADAPTIVE_AVG_POOL2D_BACKWARD:
+    /* f16/bf16 planes converted inside the kernel (f32 math) */
+    if (!ms_dtype_is_float(dtype)) return 0;
+    *compute = ms_cpu_compute_dtype("pool2d", dtype);
+    return 1;
+  case MS_OP_SYNC_BN_MOMENTS:
+  case MS_OP_SYNC_BN_GRAD_SUMS:
+  case MS_OP_SYNC_BN_BACKWARD:
+  case MS_OP_LAYER_NORM:
+  case MS_OP_LAYER_NORM_BACKWARD:
   case MS_OP_INTERPOLATE:
   case MS_OP_INTERPOLATE_BACKWARD:
   case MS_OP_CROSS_ENTROPY:

@@ -37,18 +37,31 @@ fi
 if [ -n "$py2" ]; then sides="$sides torch2"; fi
 case $build in /*) ;; *) build="$root/$build" ;; esac
 peer=${PEER:-$root/../shared/bench/torch_ppliteseg.py}
+if [ ! -f "$peer" ] && [ -f /work/shared/bench/torch_ppliteseg.py ]; then
+  peer=/work/shared/bench/torch_ppliteseg.py # a worktree under /work/wt
+fi
 py=${PYTHON:-/usr/bin/python3}
 export LUA_PATH="$root/lua/?.lua;$root/lua/?/init.lua;;"
 export MOONSEG_LIB="$build/libmoonseg.so"
 export OMP_NUM_THREADS="$threads"
 peer_wrap='
-import contextlib, io, json, resource, runpy, sys
+import contextlib, io, json, resource, runpy, sys, time
 sys.argv = sys.argv[1:]
+# the peer times its loop with two time.perf_counter() calls: note the process CPU time at each
+# call too, so the last two bracket the timed steps (cpu_s: CPU seconds per step, all threads)
+_pc, _cpu = time.perf_counter, []
+def _perf():
+    _cpu.append(time.process_time())
+    return _pc()
+time.perf_counter = _perf
 buf = io.StringIO()
 with contextlib.redirect_stdout(buf):
     runpy.run_path(sys.argv[0], run_name="__main__")
 r = json.loads(buf.getvalue().strip().splitlines()[-1])
 r["impl"] = "torch"
+steps = int(sys.argv[sys.argv.index("--steps") + 1]) if "--steps" in sys.argv else 0
+if steps and len(_cpu) >= 2:
+    r["cpu_s"] = round((_cpu[-1] - _cpu[-2]) / steps, 4)
 ru = resource.getrusage(resource.RUSAGE_SELF)
 r["peak_rss_mb"] = round(ru.ru_maxrss / 1024, 1)
 r["proc_cpu_s"] = round(ru.ru_utime + ru.ru_stime, 2)  # whole process: build, warm-up, steps
