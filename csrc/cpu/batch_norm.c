@@ -3,6 +3,7 @@
 #include <stdlib.h>
 
 #include "../core/dtype.h"
+#include "half_loop.h"
 #include "npr_kernels.h"
 
 /* Row kernels, written once for float and double. Sums run over 8 independent double
@@ -68,7 +69,58 @@ MS_BN_ROW_KERNELS(float, f32)
 MS_BN_ROW_KERNELS(double, f64)
 
 static int bad_dtype(const char *op, const ms_tensor *t) {
-  return ms_fail(MS_ERR_DTYPE, "%s: cpu kernel needs f32 or f64, got %s", op, ms_desc(t));
+  return ms_fail(MS_ERR_DTYPE, "%s: cpu kernel needs f32, f64, f16 or bf16, got %s", op,
+                 ms_desc(t));
+}
+static int bn_dtype_ok(ms_dtype d) { return d == MS_F32 || d == MS_F64 || ms_is_half(d); }
+
+/* f16/bf16 rows: chunks loaded to float, the f32 row kernels, sums added in double. */
+static void row_moments_half(const char *x, ms_dtype d, int64_t n, double k, double *s1,
+                             double *s2) {
+  float buf[MS_HALF_CHUNK];
+  double u = 0, v = 0;
+  for (int64_t i = 0; i < n; i += MS_HALF_CHUNK) {
+    int64_t m = n - i < MS_HALF_CHUNK ? n - i : MS_HALF_CHUNK;
+    double a, b;
+    ms_load_f32s(buf, x + 2 * i, 2, d, m);
+    row_moments_f32(buf, m, k, &a, &b);
+    u += a;
+    v += b;
+  }
+  *s1 = u;
+  *s2 = v;
+}
+static void row_gsums_half(const char *g, const char *x, ms_dtype d, int64_t n, double mean,
+                           double *sg, double *sgx) {
+  float gb[MS_HALF_CHUNK], xb[MS_HALF_CHUNK];
+  double u = 0, v = 0;
+  for (int64_t i = 0; i < n; i += MS_HALF_CHUNK) {
+    int64_t m = n - i < MS_HALF_CHUNK ? n - i : MS_HALF_CHUNK;
+    double a, b;
+    ms_load_f32s(gb, g + 2 * i, 2, d, m);
+    ms_load_f32s(xb, x + 2 * i, 2, d, m);
+    row_gsums_f32(gb, xb, m, mean, &a, &b);
+    u += a;
+    v += b;
+  }
+  *sg = u;
+  *sgx = v;
+}
+/* y = a * x + b, or a * g + b * x + k when g is given; y of dtype d like x and g. */
+static void row_affine_half(const char *g, const char *x, char *y, ms_dtype d, int64_t n, float a,
+                            float b, float k) {
+  float gb[MS_HALF_CHUNK], xb[MS_HALF_CHUNK], yb[MS_HALF_CHUNK];
+  for (int64_t i = 0; i < n; i += MS_HALF_CHUNK) {
+    int64_t m = n - i < MS_HALF_CHUNK ? n - i : MS_HALF_CHUNK;
+    ms_load_f32s(xb, x + 2 * i, 2, d, m);
+    if (g) {
+      ms_load_f32s(gb, g + 2 * i, 2, d, m);
+      row_affine2_f32(gb, xb, yb, m, a, b, k);
+    } else {
+      row_affine_f32(xb, yb, m, a, b);
+    }
+    ms_store_f32s(y + 2 * i, 2, d, yb, m);
+  }
 }
 
 /* Sums partials[p] over the n planes of each channel. */
@@ -83,7 +135,7 @@ static void per_channel(const double *partial, int64_t n, int64_t c, double scal
 
 int ms_cpu_bn_stats(ms_context *ctx, const ms_tensor *x, int64_t n, int64_t c, int64_t s,
                     double *mean, double *var) {
-  if (x->dtype != MS_F32 && x->dtype != MS_F64) return bad_dtype("batch_norm", x);
+  if (!bn_dtype_ok(x->dtype)) return bad_dtype("batch_norm", x);
   int64_t planes = n * c;
   size_t cnt = (size_t)(planes > 0 ? planes : 1);
   double *part = malloc(sizeof(double) * cnt * 2);
@@ -95,15 +147,16 @@ int ms_cpu_bn_stats(ms_context *ctx, const ms_tensor *x, int64_t n, int64_t c, i
   const char *base = ms_data(x);
   double inv = n * s > 0 ? 1.0 / (double)(n * s) : 0.0;
   /* shift per channel: its first value (mean and var are shift invariant) */
+  const int64_t es = ms_dtype_size(x->dtype);
   for (int64_t ci = 0; ci < c; ci++)
-    mean[ci] = n * s == 0 ? 0.0
-               : f32      ? (double)((const float *)base)[ci * s]
-                          : ((const double *)base)[ci * s];
+    mean[ci] = n * s == 0 ? 0.0 : ms_load_f64(base + ci * s * es, x->dtype);
   const int par = planes > 1 && planes * s >= 4096;
 #pragma omp parallel for num_threads(ms_threads(ctx)) if (par) schedule(static)
   for (int64_t p = 0; p < planes; p++) {
     double k = mean[p % c];
-    if (f32)
+    if (ms_is_half(x->dtype))
+      row_moments_half(base + p * s * 2, x->dtype, s, k, &part[p], &part2[p]);
+    else if (f32)
       row_moments_f32((const float *)base + p * s, s, k, &part[p], &part2[p]);
     else
       row_moments_f64((const double *)base + p * s, s, k, &part[p], &part2[p]);
@@ -125,7 +178,7 @@ int ms_cpu_bn_stats(ms_context *ctx, const ms_tensor *x, int64_t n, int64_t c, i
 
 int ms_cpu_bn_affine(ms_context *ctx, const ms_tensor *g, const ms_tensor *x, int64_t n, int64_t c,
                      int64_t s, const double *a, const double *b, const double *k, ms_tensor *out) {
-  if (x->dtype != MS_F32 && x->dtype != MS_F64) return bad_dtype("batch_norm", x);
+  if (!bn_dtype_ok(x->dtype)) return bad_dtype("batch_norm", x);
   int64_t planes = n * c;
   const int f32 = x->dtype == MS_F32;
   const char *xb = ms_data(x), *gb = g ? ms_data(g) : NULL;
@@ -134,7 +187,10 @@ int ms_cpu_bn_affine(ms_context *ctx, const ms_tensor *g, const ms_tensor *x, in
 #pragma omp parallel for num_threads(ms_threads(ctx)) if (par) schedule(static)
   for (int64_t p = 0; p < planes; p++) {
     int64_t ci = p % c;
-    if (f32) {
+    if (ms_is_half(x->dtype)) {
+      row_affine_half(gb ? gb + p * s * 2 : NULL, xb + p * s * 2, yb + p * s * 2, x->dtype, s,
+                      (float)a[ci], (float)b[ci], k ? (float)k[ci] : 0.0f);
+    } else if (f32) {
       const float *xp = (const float *)xb + p * s;
       float *yp = (float *)yb + p * s;
       if (gb)
@@ -156,7 +212,7 @@ int ms_cpu_bn_affine(ms_context *ctx, const ms_tensor *g, const ms_tensor *x, in
 
 int ms_cpu_bn_grad_sums(ms_context *ctx, const ms_tensor *g, const ms_tensor *x, int64_t n,
                         int64_t c, int64_t s, const double *mean, double *sum_g, double *sum_gx) {
-  if (x->dtype != MS_F32 && x->dtype != MS_F64) return bad_dtype("batch_norm_backward", x);
+  if (!bn_dtype_ok(x->dtype)) return bad_dtype("batch_norm_backward", x);
   int64_t planes = n * c;
   size_t cnt = (size_t)(planes > 0 ? planes : 1);
   double *p1 = malloc(sizeof(double) * cnt * 2);
@@ -170,7 +226,9 @@ int ms_cpu_bn_grad_sums(ms_context *ctx, const ms_tensor *g, const ms_tensor *x,
 #pragma omp parallel for num_threads(ms_threads(ctx)) if (par) schedule(static)
   for (int64_t p = 0; p < planes; p++) {
     double m = mean[p % c];
-    if (f32)
+    if (ms_is_half(x->dtype))
+      row_gsums_half(gb + p * s * 2, xb + p * s * 2, x->dtype, s, m, &p1[p], &p2[p]);
+    else if (f32)
       row_gsums_f32((const float *)gb + p * s, (const float *)xb + p * s, s, m, &p1[p], &p2[p]);
     else
       row_gsums_f64((const double *)gb + p * s, (const double *)xb + p * s, s, m, &p1[p], &p2[p]);

@@ -3,6 +3,7 @@
 
 #include "../core/dtype.h"
 #include "ew_kernels.h"
+#include "half_loop.h"
 
 typedef struct {
   ms_binop op;
@@ -174,6 +175,15 @@ int ms_cpu_binary(ms_context *ctx, ms_binop op, ms_dtype ct, const ms_tensor *a,
   int boolout = op >= MS_EQ;
   ms_dtype want = boolout ? MS_BOOL : ct;
   ms_loop_fn fn = bin_generic;
+  /* f16/bf16 operands (float compute): loaded in chunks to float, the f32 loop, stored back. */
+  ms_dtype io[3] = {boolout ? MS_F32 : dst->dtype, a->dtype, b->dtype};
+  if ((ct == MS_F32 || ms_is_half(ct)) && (!boolout || dst->dtype == MS_BOOL) &&
+      ms_half_loop_fits(io, 3)) {
+    bin_arg farg = {op, MS_F32, MS_F32, MS_F32, want == MS_BOOL ? MS_BOOL : MS_F32};
+    ms_half_arg h = {bin_f32, &farg, 3, {dst->dtype, a->dtype, b->dtype}};
+    ms_iter_run(ctx, &it, ms_half_loop, &h, MS_GRAIN);
+    return MS_OK;
+  }
   if (a->dtype == ct && b->dtype == ct && dst->dtype == want) {
     if (ct == MS_F32)
       fn = bin_f32;

@@ -301,9 +301,12 @@ static int dnnl_type(const ms_tensor *x, const char *op, dnnl_data_type_t *dt) {
   return ms_fail(MS_ERR_UNSUPPORTED, "%s: oneDNN path takes f32 or bf16, got %s", op, ms_desc(x));
 }
 
-/* bf16 runs the blocked layouts, where oneDNN has its avx512_core_bf16 kernels. */
+/* bf16 runs the blocked layouts, where oneDNN has its avx512_core_bf16 kernels, except the
+ * pointwise forward: on the plain layouts (no reorders) it ran 5-45% faster on PP-LiteSeg's 1x1
+ * layers here (the largest gain at 64x64), while their backward-data ran 2-14% slower plain. */
 static int fmt_for(const ms_conv_geom *g, int kind, dnnl_data_type_t dt) {
-  return dt == dnnl_bf16 ? FMT_ANY : fmt_mode(g, kind);
+  if (dt == dnnl_bf16) return kind == KIND_FWD ? fmt_mode(g, kind) : FMT_ANY;
+  return fmt_mode(g, kind);
 }
 
 int ms_cpu_conv2d_fwd_dnnl(ms_context *ctx, const ms_conv_geom *g, const ms_tensor *x,

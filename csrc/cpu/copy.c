@@ -1,6 +1,7 @@
 /* copy.c: CPU copy with dtype conversion, fill and arange. */
 #include "../core/dtype.h"
 #include "basic_kernels.h"
+#include "half_loop.h"
 
 typedef struct {
   ms_dtype dst, src;
@@ -36,7 +37,12 @@ static void copy_same(char **d, const int64_t *s, int64_t n, void *arg) {
 static void copy_cast(char **d, const int64_t *s, int64_t n, void *arg) {
   cast_arg *a = arg;
   char *o = d[0], *i = d[1];
-  if (a->dst == MS_F32 && a->src == MS_F16) {
+  /* f32 <-> f16/bf16 with a contiguous float side: the vectorised row conversions */
+  if (a->dst == MS_F32 && ms_is_half(a->src) && s[0] == 4) {
+    ms_load_f32s((float *)o, i, s[1], a->src, n);
+  } else if (ms_is_half(a->dst) && a->src == MS_F32 && s[1] == 4) {
+    ms_store_f32s(o, s[0], a->dst, (const float *)i, n);
+  } else if (a->dst == MS_F32 && a->src == MS_F16) {
     for (int64_t k = 0; k < n; k++)
       *(float *)(o + k * s[0]) = ms_f16_to_f32(*(const uint16_t *)(i + k * s[1]));
   } else if (a->dst == MS_F16 && a->src == MS_F32) {

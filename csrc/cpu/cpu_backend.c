@@ -10,9 +10,11 @@
 #include "npr_kernels.h"
 #include "precision.h"
 
-/* The precision policy of the CPU, in one place: these families have f32 and f64 kernels only,
- * so f16 and bf16 compute in f32 (csrc/ops converts in and out); every other family runs each
- * dtype it accepts natively (matmul and softmax convert half types inside their kernels). */
+/* The precision policy of the CPU, in one place (with precision.c, which says per op family
+ * whether a half dtype runs natively): the families listed with an f32 compute dtype have f32 and
+ * f64 kernels only, so f16 and bf16 compute in f32 (csrc/ops converts in and out); every other
+ * family runs each dtype it accepts natively (elementwise ops load f16/bf16 in chunks to float,
+ * matmul and softmax convert half types inside their kernels). */
 static int cpu_supports(ms_op_id op, ms_dtype dtype, ms_dtype *compute) {
   switch (op) {
   case MS_OP_CONV2D:
@@ -23,17 +25,25 @@ static int cpu_supports(ms_op_id op, ms_dtype dtype, ms_dtype *compute) {
     return 1;
   case MS_OP_BATCH_NORM:
   case MS_OP_BATCH_NORM_BACKWARD:
-  case MS_OP_SYNC_BN_MOMENTS:
-  case MS_OP_SYNC_BN_GRAD_SUMS:
-  case MS_OP_SYNC_BN_BACKWARD:
-  case MS_OP_LAYER_NORM:
-  case MS_OP_LAYER_NORM_BACKWARD:
+    /* f16/bf16 natively: loaded and stored as they are, f32 math, f32 statistics */
+    if (!ms_dtype_is_float(dtype)) return 0;
+    *compute = ms_cpu_compute_dtype("batch_norm", dtype);
+    return 1;
   case MS_OP_MAX_POOL2D:
   case MS_OP_MAX_POOL2D_BACKWARD:
   case MS_OP_AVG_POOL2D:
   case MS_OP_AVG_POOL2D_BACKWARD:
   case MS_OP_ADAPTIVE_AVG_POOL2D:
   case MS_OP_ADAPTIVE_AVG_POOL2D_BACKWARD:
+    /* f16/bf16 planes converted inside the kernel (f32 math) */
+    if (!ms_dtype_is_float(dtype)) return 0;
+    *compute = ms_cpu_compute_dtype("pool2d", dtype);
+    return 1;
+  case MS_OP_SYNC_BN_MOMENTS:
+  case MS_OP_SYNC_BN_GRAD_SUMS:
+  case MS_OP_SYNC_BN_BACKWARD:
+  case MS_OP_LAYER_NORM:
+  case MS_OP_LAYER_NORM_BACKWARD:
   case MS_OP_INTERPOLATE:
   case MS_OP_INTERPOLATE_BACKWARD:
   case MS_OP_CROSS_ENTROPY:

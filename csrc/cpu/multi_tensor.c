@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "../core/dtype.h"
+#include "half_loop.h"
 #include "multi_tensor.h"
 
 #define CHUNK 65536
@@ -78,7 +79,21 @@ int ms_cpu_mt_unscale(ms_context *ctx, ms_tensor *const *grads, int n, const ms_
   for (int64_t c = 0; c < nc; c++) {
     ms_tensor *g = grads[cs[c].t];
     int b = 0;
-    if (g->dtype == MS_F64)
+    if (g->dtype == MS_F32 || ms_is_half(g->dtype)) {
+      /* typed fast path: blocks loaded to float, scaled, stored back (vectorises) */
+      float buf[MS_HALF_CHUNK];
+      const int64_t es = ms_dtype_size(g->dtype);
+      char *base = ms_data(g);
+      for (int64_t i = cs[c].start, e = cs[c].start + cs[c].len; i < e; i += MS_HALF_CHUNK) {
+        int64_t m = e - i < MS_HALF_CHUNK ? e - i : MS_HALF_CHUNK;
+        ms_load_f32s(buf, base + i * es, es, g->dtype, m);
+        for (int64_t k = 0; k < m; k++) {
+          b |= !isfinite(buf[k]);
+          buf[k] *= inv;
+        }
+        ms_store_f32s(base + i * es, es, g->dtype, buf, m);
+      }
+    } else if (g->dtype == MS_F64)
       for (int64_t i = cs[c].start, e = cs[c].start + cs[c].len; i < e; i++) {
         double v = ldd(g, i);
         b |= !isfinite(v);
@@ -118,6 +133,9 @@ int ms_cpu_mt_scale_update(ms_context *ctx, ms_tensor *scale, ms_tensor *counter
 }
 
 static int skipped(const ms_tensor *found_inf) { return found_inf && scalar(found_inf) != 0; }
+
+/* A tensor the typed fast paths read or write through ms_load_f32s / ms_store_f32s. */
+static int typed_ok(const ms_tensor *t) { return t->dtype == MS_F32 || ms_is_half(t->dtype); }
 
 int ms_cpu_mt_sgd(ms_context *ctx, ms_tensor *const *params, ms_tensor *const *grads,
                   ms_tensor *const *bufs, ms_tensor *const *master, int n, const ms_sgd_params *p,
@@ -161,6 +179,34 @@ int ms_cpu_mt_sgd(ms_context *ctx, ms_tensor *const *params, ms_tensor *const *g
         }
         wp[i] = wi + -lr * gi;
       }
+    } else if (w->dtype == MS_F32 && (!v || v->dtype == MS_F32) && typed_ok(g) &&
+               (!master || typed_ok(params[t]))) {
+      /* f32 weights (or O2's f32 masters) and state with f32/f16/bf16 gradients and half model
+       * copies: blocks of the gradient loaded to float, the same arithmetic on plain pointers, the
+       * new weights stored to the model's copy */
+      float gb[MS_HALF_CHUNK], pb[MS_HALF_CHUNK];
+      float *wp = (float *)ms_data(w), *vp = v ? (float *)ms_data(v) : NULL;
+      const float lr = (float)p->lr, mu = (float)p->momentum, wd = (float)p->weight_decay;
+      const int64_t ges = ms_dtype_size(g->dtype),
+                    pes = master ? ms_dtype_size(params[t]->dtype) : 0;
+      for (int64_t i0 = cs[c].start, e = cs[c].start + cs[c].len; i0 < e; i0 += MS_HALF_CHUNK) {
+        int64_t m = e - i0 < MS_HALF_CHUNK ? e - i0 : MS_HALF_CHUNK;
+        ms_load_f32s(gb, (const char *)ms_data(g) + i0 * ges, ges, g->dtype, m);
+        float *wq = wp + i0, *vq = vp ? vp + i0 : NULL;
+        for (int64_t k = 0; k < m; k++) {
+          float wi = wq[k], gi = gb[k];
+          if (use_wd) gi = gi + wi * wd;
+          if (use_mu) {
+            gi = vq[k] * mu + gi;
+            vq[k] = gi;
+          }
+          wi = wi + -lr * gi;
+          wq[k] = wi;
+          pb[k] = wi;
+        }
+        if (master)
+          ms_store_f32s((char *)ms_data(params[t]) + i0 * pes, pes, params[t]->dtype, pb, m);
+      }
     } else if (w->dtype == MS_F64)
       SGD_LOOP(double)
     else
@@ -202,7 +248,35 @@ int ms_cpu_mt_adamw(ms_context *ctx, ms_tensor *const *params, ms_tensor *const 
   for (int64_t c = 0; c < nc; c++) {
     int k = cs[c].t;
     ms_tensor *w = master ? master[k] : params[k], *g = grads[k], *mk = m[k], *vk = v[k];
-    if (w->dtype == MS_F64)
+    if (w->dtype == MS_F32 && mk->dtype == MS_F32 && vk->dtype == MS_F32 && typed_ok(g) &&
+        (!master || typed_ok(params[k]))) {
+      /* typed fast path (as SGD's): f32 weights/masters and moments on plain pointers, the
+       * gradient loaded in blocks, the model's half copy stored from the new weights */
+      float gb[MS_HALF_CHUNK], pb[MS_HALF_CHUNK];
+      float *wp = (float *)ms_data(w), *mp = (float *)ms_data(mk), *vp = (float *)ms_data(vk);
+      const float decay = (float)(1 - p->lr * p->weight_decay), b1 = (float)p->beta1,
+                  b2 = (float)p->beta2, a1 = (float)(1 - p->beta1), a2 = (float)(1 - p->beta2),
+                  ibc2 = (float)(1 / bc2), eps = (float)p->eps, step_size = (float)(-p->lr / bc1);
+      const int64_t ges = ms_dtype_size(g->dtype),
+                    pes = master ? ms_dtype_size(params[k]->dtype) : 0;
+      for (int64_t i0 = cs[c].start, e = cs[c].start + cs[c].len; i0 < e; i0 += MS_HALF_CHUNK) {
+        int64_t len = e - i0 < MS_HALF_CHUNK ? e - i0 : MS_HALF_CHUNK;
+        ms_load_f32s(gb, (const char *)ms_data(g) + i0 * ges, ges, g->dtype, len);
+        float *wq = wp + i0, *mq = mp + i0, *vq = vp + i0;
+        for (int64_t j = 0; j < len; j++) {
+          float gi = gb[j], wi = wq[j] * decay;
+          float mi = mq[j] * b1 + a1 * gi;
+          float vi = vq[j] * b2 + a2 * (gi * gi);
+          mq[j] = mi;
+          vq[j] = vi;
+          wi = wi + step_size * (mi / (sqrtf(vi * ibc2) + eps));
+          wq[j] = wi;
+          pb[j] = wi;
+        }
+        if (master)
+          ms_store_f32s((char *)ms_data(params[k]) + i0 * pes, pes, params[k]->dtype, pb, len);
+      }
+    } else if (w->dtype == MS_F64)
       ADAMW_LOOP(double)
     else
       ADAMW_LOOP(float)

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "half_loop.h"
 #include "npr_kernels.h"
 
 #ifdef _OPENMP
@@ -175,7 +176,24 @@ MS_POOL_PLANE_KERNELS(float, f32)
 MS_POOL_PLANE_KERNELS(double, f64)
 
 static int bad_dtype(const char *op, const ms_tensor *t) {
-  return ms_fail(MS_ERR_DTYPE, "%s: cpu kernel needs f32 or f64, got %s", op, ms_desc(t));
+  return ms_fail(MS_ERR_DTYPE, "%s: cpu kernel needs f32, f64, f16 or bf16, got %s", op,
+                 ms_desc(t));
+}
+static int pool_dtype_ok(ms_dtype d) { return d == MS_F32 || d == MS_F64 || ms_is_half(d); }
+
+/* f16/bf16 planes: each thread converts its input plane to float scratch, runs the f32 plane
+ * kernel into float scratch and stores the output plane (f32 math, half loads and stores). */
+typedef struct {
+  float *buf;
+  size_t per; /* floats per thread: input plane + output plane */
+} half_scratch;
+
+static int half_scratch_new(const char *op, int nt, int64_t in_n, int64_t out_n, half_scratch *hs) {
+  hs->per = (size_t)(in_n + out_n);
+  hs->buf = malloc(sizeof(float) * (size_t)nt * (hs->per ? hs->per : 1));
+  if (!hs->buf)
+    return ms_fail(MS_ERR_OOM, "%s: out of memory for half-precision plane buffers", op);
+  return MS_OK;
 }
 
 /* Geometry shared by the plane loops: in = [N, C, H, W], out = [N, C, OH, OW]. */
@@ -202,120 +220,180 @@ static plane_loop loop_of(const ms_tensor *in, const ms_tensor *out) {
 
 int ms_cpu_max_pool2d(ms_context *ctx, const ms_tensor *x, const ms_pool2d_params *p,
                       ms_tensor *out, ms_tensor *indices) {
-  if (x->dtype != MS_F32 && x->dtype != MS_F64) return bad_dtype("max_pool2d", x);
+  if (!pool_dtype_ok(x->dtype)) return bad_dtype("max_pool2d", x);
   plane_loop l = loop_of(x, out);
-  const int f32 = x->dtype == MS_F32;
+  const int f32 = x->dtype == MS_F32, half = ms_is_half(x->dtype);
   int64_t *ib = (int64_t *)ms_data(indices);
-#pragma omp parallel for num_threads(ms_threads(ctx)) if (l.par) schedule(static)
+  int nt = l.par ? ms_threads(ctx) : 1;
+  half_scratch hs = {NULL, 0};
+  if (half && half_scratch_new("max_pool2d", nt, l.h * l.w, l.oh * l.ow, &hs)) return MS_ERR_OOM;
+#pragma omp parallel for num_threads(nt) if (l.par) schedule(static)
   for (int64_t q = 0; q < l.planes; q++) {
     const char *xp = l.in + (size_t)(q * l.h * l.w) * l.esize;
     char *yp = l.out + (size_t)(q * l.oh * l.ow) * l.esize;
     int64_t *ip = ib + q * l.oh * l.ow;
-    if (f32)
+    if (half) {
+      float *xf = hs.buf + (size_t)omp_get_thread_num() * hs.per, *yf = xf + l.h * l.w;
+      ms_load_f32s(xf, xp, 2, x->dtype, l.h * l.w);
+      max_plane_f32(xf, l.h, l.w, yf, ip, l.oh, l.ow, p);
+      ms_store_f32s(yp, 2, x->dtype, yf, l.oh * l.ow);
+    } else if (f32)
       max_plane_f32((const float *)xp, l.h, l.w, (float *)yp, ip, l.oh, l.ow, p);
     else
       max_plane_f64((const double *)xp, l.h, l.w, (double *)yp, ip, l.oh, l.ow, p);
   }
+  free(hs.buf);
   return MS_OK;
 }
 
 /* g, indices: [N, C, OH, OW]; dx: [N, C, H, W]. */
 int ms_cpu_max_pool2d_backward(ms_context *ctx, const ms_tensor *g, const ms_tensor *indices,
                                ms_tensor *dx) {
-  if (g->dtype != MS_F32 && g->dtype != MS_F64) return bad_dtype("max_pool2d_backward", g);
+  if (!pool_dtype_ok(g->dtype)) return bad_dtype("max_pool2d_backward", g);
   plane_loop l = loop_of(dx, g); /* in = dx geometry, out = g geometry */
-  const int f32 = g->dtype == MS_F32;
+  const int f32 = g->dtype == MS_F32, half = ms_is_half(g->dtype);
   const int64_t *ib = (const int64_t *)ms_data(indices);
   const char *gb = ms_data(g);
   char *db = ms_data(dx);
   int64_t hw = l.h * l.w, on = l.oh * l.ow;
-#pragma omp parallel for num_threads(ms_threads(ctx)) if (l.par) schedule(static)
+  int nt = l.par ? ms_threads(ctx) : 1;
+  half_scratch hs = {NULL, 0};
+  if (half && half_scratch_new("max_pool2d_backward", nt, hw, on, &hs)) return MS_ERR_OOM;
+#pragma omp parallel for num_threads(nt) if (l.par) schedule(static)
   for (int64_t q = 0; q < l.planes; q++) {
-    if (f32)
+    if (half) {
+      float *df = hs.buf + (size_t)omp_get_thread_num() * hs.per, *gf = df + hw;
+      ms_load_f32s(gf, gb + (size_t)(q * on) * 2, 2, g->dtype, on);
+      max_plane_back_f32(gf, ib + q * on, on, df, hw);
+      ms_store_f32s(db + (size_t)(q * hw) * 2, 2, g->dtype, df, hw);
+    } else if (f32)
       max_plane_back_f32((const float *)gb + q * on, ib + q * on, on, (float *)db + q * hw, hw);
     else
       max_plane_back_f64((const double *)gb + q * on, ib + q * on, on, (double *)db + q * hw, hw);
   }
+  free(hs.buf);
   return MS_OK;
 }
 
 int ms_cpu_avg_pool2d(ms_context *ctx, const ms_tensor *x, const ms_pool2d_params *p,
                       ms_tensor *out) {
-  if (x->dtype != MS_F32 && x->dtype != MS_F64) return bad_dtype("avg_pool2d", x);
+  if (!pool_dtype_ok(x->dtype)) return bad_dtype("avg_pool2d", x);
   plane_loop l = loop_of(x, out);
-  const int f32 = x->dtype == MS_F32;
+  const int f32 = x->dtype == MS_F32, half = ms_is_half(x->dtype);
   int nt = l.par ? ms_threads(ctx) : 1;
   size_t per = avg_scratch(l.ow, p);
   double *bufs = malloc(sizeof(double) * (size_t)nt * per);
   if (!bufs)
     return ms_fail(MS_ERR_OOM, "avg_pool2d: out of memory for row buffers (%s)", ms_desc(x));
+  half_scratch hs = {NULL, 0};
+  if (half && half_scratch_new("avg_pool2d", nt, l.h * l.w, l.oh * l.ow, &hs)) {
+    free(bufs);
+    return MS_ERR_OOM;
+  }
 #pragma omp parallel for num_threads(nt) if (l.par) schedule(static)
   for (int64_t q = 0; q < l.planes; q++) {
     const char *xp = l.in + (size_t)(q * l.h * l.w) * l.esize;
     char *yp = l.out + (size_t)(q * l.oh * l.ow) * l.esize;
     double *buf = bufs + (size_t)omp_get_thread_num() * per;
-    if (f32)
+    if (half) {
+      float *xf = hs.buf + (size_t)omp_get_thread_num() * hs.per, *yf = xf + l.h * l.w;
+      ms_load_f32s(xf, xp, 2, x->dtype, l.h * l.w);
+      avg_plane_f32(xf, l.h, l.w, yf, l.oh, l.ow, p, buf);
+      ms_store_f32s(yp, 2, x->dtype, yf, l.oh * l.ow);
+    } else if (f32)
       avg_plane_f32((const float *)xp, l.h, l.w, (float *)yp, l.oh, l.ow, p, buf);
     else
       avg_plane_f64((const double *)xp, l.h, l.w, (double *)yp, l.oh, l.ow, p, buf);
   }
   free(bufs);
+  free(hs.buf);
   return MS_OK;
 }
 
 int ms_cpu_avg_pool2d_backward(ms_context *ctx, const ms_tensor *g, const ms_pool2d_params *p,
                                ms_tensor *dx) {
-  if (g->dtype != MS_F32 && g->dtype != MS_F64) return bad_dtype("avg_pool2d_backward", g);
+  if (!pool_dtype_ok(g->dtype)) return bad_dtype("avg_pool2d_backward", g);
   plane_loop l = loop_of(dx, g);
-  const int f32 = g->dtype == MS_F32;
+  const int f32 = g->dtype == MS_F32, half = ms_is_half(g->dtype);
   int nt = l.par ? ms_threads(ctx) : 1;
   size_t per = avg_scratch(l.ow, p);
   double *bufs = malloc(sizeof(double) * (size_t)nt * per);
   if (!bufs)
     return ms_fail(MS_ERR_OOM, "avg_pool2d_backward: out of memory for row buffers (%s)",
                    ms_desc(g));
+  half_scratch hs = {NULL, 0};
+  if (half && half_scratch_new("avg_pool2d_backward", nt, l.h * l.w, l.oh * l.ow, &hs)) {
+    free(bufs);
+    return MS_ERR_OOM;
+  }
 #pragma omp parallel for num_threads(nt) if (l.par) schedule(static)
   for (int64_t q = 0; q < l.planes; q++) {
     char *dp = l.in + (size_t)(q * l.h * l.w) * l.esize;
     const char *gp = l.out + (size_t)(q * l.oh * l.ow) * l.esize;
     double *buf = bufs + (size_t)omp_get_thread_num() * per;
-    if (f32)
+    if (half) {
+      float *df = hs.buf + (size_t)omp_get_thread_num() * hs.per, *gf = df + l.h * l.w;
+      ms_load_f32s(gf, gp, 2, g->dtype, l.oh * l.ow);
+      avg_plane_back_f32(gf, l.h, l.w, df, l.oh, l.ow, p, buf);
+      ms_store_f32s(dp, 2, g->dtype, df, l.h * l.w);
+    } else if (f32)
       avg_plane_back_f32((const float *)gp, l.h, l.w, (float *)dp, l.oh, l.ow, p, buf);
     else
       avg_plane_back_f64((const double *)gp, l.h, l.w, (double *)dp, l.oh, l.ow, p, buf);
   }
   free(bufs);
+  free(hs.buf);
   return MS_OK;
 }
 
 int ms_cpu_adaptive_avg_pool2d(ms_context *ctx, const ms_tensor *x, ms_tensor *out) {
-  if (x->dtype != MS_F32 && x->dtype != MS_F64) return bad_dtype("adaptive_avg_pool2d", x);
+  if (!pool_dtype_ok(x->dtype)) return bad_dtype("adaptive_avg_pool2d", x);
   plane_loop l = loop_of(x, out);
-  const int f32 = x->dtype == MS_F32;
-#pragma omp parallel for num_threads(ms_threads(ctx)) if (l.par) schedule(static)
+  const int f32 = x->dtype == MS_F32, half = ms_is_half(x->dtype);
+  int nt = l.par ? ms_threads(ctx) : 1;
+  half_scratch hs = {NULL, 0};
+  if (half && half_scratch_new("adaptive_avg_pool2d", nt, l.h * l.w, l.oh * l.ow, &hs))
+    return MS_ERR_OOM;
+#pragma omp parallel for num_threads(nt) if (l.par) schedule(static)
   for (int64_t q = 0; q < l.planes; q++) {
     const char *xp = l.in + (size_t)(q * l.h * l.w) * l.esize;
     char *yp = l.out + (size_t)(q * l.oh * l.ow) * l.esize;
-    if (f32)
+    if (half) {
+      float *xf = hs.buf + (size_t)omp_get_thread_num() * hs.per, *yf = xf + l.h * l.w;
+      ms_load_f32s(xf, xp, 2, x->dtype, l.h * l.w);
+      adaptive_plane_f32(xf, l.h, l.w, yf, l.oh, l.ow);
+      ms_store_f32s(yp, 2, x->dtype, yf, l.oh * l.ow);
+    } else if (f32)
       adaptive_plane_f32((const float *)xp, l.h, l.w, (float *)yp, l.oh, l.ow);
     else
       adaptive_plane_f64((const double *)xp, l.h, l.w, (double *)yp, l.oh, l.ow);
   }
+  free(hs.buf);
   return MS_OK;
 }
 
 int ms_cpu_adaptive_avg_pool2d_backward(ms_context *ctx, const ms_tensor *g, ms_tensor *dx) {
-  if (g->dtype != MS_F32 && g->dtype != MS_F64) return bad_dtype("adaptive_avg_pool2d_backward", g);
+  if (!pool_dtype_ok(g->dtype)) return bad_dtype("adaptive_avg_pool2d_backward", g);
   plane_loop l = loop_of(dx, g);
-  const int f32 = g->dtype == MS_F32;
-#pragma omp parallel for num_threads(ms_threads(ctx)) if (l.par) schedule(static)
+  const int f32 = g->dtype == MS_F32, half = ms_is_half(g->dtype);
+  int nt = l.par ? ms_threads(ctx) : 1;
+  half_scratch hs = {NULL, 0};
+  if (half && half_scratch_new("adaptive_avg_pool2d_backward", nt, l.h * l.w, l.oh * l.ow, &hs))
+    return MS_ERR_OOM;
+#pragma omp parallel for num_threads(nt) if (l.par) schedule(static)
   for (int64_t q = 0; q < l.planes; q++) {
     char *dp = l.in + (size_t)(q * l.h * l.w) * l.esize;
     const char *gp = l.out + (size_t)(q * l.oh * l.ow) * l.esize;
-    if (f32)
+    if (half) {
+      float *df = hs.buf + (size_t)omp_get_thread_num() * hs.per, *gf = df + l.h * l.w;
+      ms_load_f32s(gf, gp, 2, g->dtype, l.oh * l.ow);
+      adaptive_plane_back_f32(gf, l.h, l.w, df, l.oh, l.ow);
+      ms_store_f32s(dp, 2, g->dtype, df, l.h * l.w);
+    } else if (f32)
       adaptive_plane_back_f32((const float *)gp, l.h, l.w, (float *)dp, l.oh, l.ow);
     else
       adaptive_plane_back_f64((const double *)gp, l.h, l.w, (double *)dp, l.oh, l.ow);
   }
+  free(hs.buf);
   return MS_OK;
 }

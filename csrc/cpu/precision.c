@@ -24,7 +24,13 @@ ms_dtype ms_cpu_compute_dtype(const char *op, ms_dtype d) {
   /* conv2d (forward, backward-data, backward-weights): bf16 natively through oneDNN.
    * f16: no oneDNN f16 convolution without AVX512-FP16, so converted to f32 (F16C). */
   if (d == MS_BF16 && !strncmp(op, "conv2d", 6) && native_bf16()) return MS_BF16;
-  /* Elementwise, BN, pooling, resize load and store f16/bf16 and compute in f32 inside their
-   * kernels; the rest computes in f32 on converted copies. */
+  /* batch_norm (forward, backward): f16/bf16 loaded and stored as they are, f32 math and f32
+   * statistics (the kernel converts rows in chunks): no f32 copies of the activations. */
+  if ((d == MS_BF16 || d == MS_F16) && !strncmp(op, "batch_norm", 10)) return d;
+  /* pooling (max, average, adaptive average; forward and backward): the same, plane by plane */
+  if ((d == MS_BF16 || d == MS_F16) && !strcmp(op, "pool2d")) return d;
+  /* Elementwise ops load and store f16/bf16 and compute in f32 inside their kernels (their
+   * families answer natively in cpu_backend.c); the rest (resize, layer norm, losses...)
+   * computes in f32 on converted copies. */
   return MS_F32;
 }

@@ -3,6 +3,7 @@
 
 #include "../core/dtype.h"
 #include "ew_kernels.h"
+#include "half_loop.h"
 
 typedef struct {
   ms_unop op;
@@ -127,6 +128,14 @@ int ms_cpu_unary(ms_context *ctx, ms_unop op, ms_dtype ct, const ms_tensor *x, d
   ms_iter_build(&it, 2, ops, dst->shape, dst->ndim);
   un_arg arg = {op, ct, x->dtype, dst->dtype, p0, p1};
   ms_loop_fn fn = un_generic;
+  ms_dtype io[2] = {dst->dtype, x->dtype};
+  if ((ct == MS_F32 || ms_is_half(ct)) && op != MS_LOGICAL_NOT && ms_half_loop_fits(io, 2)) {
+    /* f16/bf16: loaded in chunks to float, the f32 loop, stored back */
+    un_arg farg = {op, MS_F32, MS_F32, MS_F32, p0, p1};
+    ms_half_arg h = {un_f32, &farg, 2, {dst->dtype, x->dtype}};
+    ms_iter_run(ctx, &it, ms_half_loop, &h, MS_GRAIN / 4);
+    return MS_OK;
+  }
   if (x->dtype == ct && dst->dtype == ct && op != MS_LOGICAL_NOT) {
     if (ct == MS_F32)
       fn = un_f32;
@@ -249,6 +258,13 @@ int ms_cpu_unary_backward(ms_context *ctx, ms_unop op, const ms_tensor *gout, co
   ms_iter it;
   ms_iter_build(&it, 4, ops, gin->shape, gin->ndim);
   ms_dtype dt = gin->dtype;
+  ms_dtype io[4] = {dt, gout->dtype, x->dtype, y->dtype};
+  if (ms_half_loop_fits(io, 4)) { /* f16/bf16 operands: the f32 loop on float chunks */
+    un_arg a = {op, MS_F32, MS_F32, MS_F32, p0, p1};
+    ms_half_arg h = {bwd_f32, &a, 4, {dt, gout->dtype, x->dtype, y->dtype}};
+    ms_iter_run(ctx, &it, ms_half_loop, &h, MS_GRAIN / 4);
+    return MS_OK;
+  }
   if (gout->dtype == dt && x->dtype == dt && y->dtype == dt && (dt == MS_F32 || dt == MS_F64)) {
     un_arg a = {op, dt, dt, dt, p0, p1};
     ms_iter_run(ctx, &it, dt == MS_F32 ? bwd_f32 : bwd_f64, &a, MS_GRAIN / 4);

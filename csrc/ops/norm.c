@@ -62,8 +62,10 @@ int ms_batch_norm(ms_context *ctx, const ms_tensor *x, const ms_tensor *weight,
   const ms_backend *be = ms_backend_get(MS_OP_BATCH_NORM, op, x, x->dtype, &wd);
   if (!be) return MS_ERR_UNSUPPORTED;
   ms_tensor *xw = NULL, *y = NULL, *sm = NULL, *si = NULL;
+  /* statistics in f32 when the kernel computes in a half dtype */
+  ms_dtype sd = wd == MS_F16 || wd == MS_BF16 ? MS_F32 : wd;
   if ((st = ms_to_work(ctx, x, wd, &xw)) || (st = ms_tensor_new_on(x, x->shape, x->ndim, wd, &y)) ||
-      (st = ms_tensor_new_on(x, &c, 1, wd, &sm)) || (st = ms_tensor_new_on(x, &c, 1, wd, &si)))
+      (st = ms_tensor_new_on(x, &c, 1, sd, &sm)) || (st = ms_tensor_new_on(x, &c, 1, sd, &si)))
     goto done;
   if ((st = be->batch_norm(ctx, xw, weight, bias, running_mean, running_var, training, momentum,
                            eps, y, sm, si)))

@@ -5,14 +5,16 @@
 -- cross-entropies (coefficient 1, ignore_index 255, mean), zero_grad, backward, and SGD
 -- (lr 0.01, momentum 0.9, weight decay 5e-4), as the PyTorch peer does. Two warm-up steps,
 -- then --steps timed steps; step_s is their median (the peer prints the mean; --stat mean
--- prints the mean too).
+-- prints the mean too), cpu_s the same statistic of the process CPU time per step.
 --
 --   LUA_PATH="lua/?.lua;lua/?/init.lua;;" MOONSEG_LIB=build-perf/libmoonseg.so \
 --     luajit tests/bench/train_step.lua --batch 2 --size 256 256 --steps 5 --threads 2 [--stdc2]
 --
 -- --channels_last is accepted and ignored (moonseg's CPU convs pick their own blocked
 -- layouts through oneDNN; activations stay NCHW). --profile prints per-op forward times
--- (wrapping ms.functional and Tensor methods) to stderr after the timed steps.
+-- (wrapping ms.functional and Tensor methods) and backward times to stderr after the timed
+-- steps; --profile_cpu the same in process CPU time (os.clock: steadier on a loaded machine
+-- with --threads 1).
 local ms = require "moonseg"
 local F = ms.functional
 
@@ -28,6 +30,7 @@ while i <= #arg do
   elseif k == "--stdc2" then a.stdc2 = true
   elseif k == "--channels_last" then a.channels_last = true
   elseif k == "--profile" then a.profile = true
+  elseif k == "--profile_cpu" then a.profile, a.profile_cpu = true, true
   elseif k == "--precision" then a.precision = arg[i + 1]; i = i + 1
   elseif k == "--amp_level" then a.amp_level = arg[i + 1]; i = i + 1
   elseif k == "--device" then
@@ -53,26 +56,27 @@ local x = ms.randn(a.batch, 3, a.h, a.w)
 local y = ms.randint(0, 19, { a.batch, a.h, a.w })
 
 local prof
+local pclock = a.profile_cpu and os.clock or ms.time
 if a.profile then
   prof = {}
   local function wrap(tbl, name, label)
     local f = tbl[name]
     if type(f) ~= "function" then return end
     tbl[name] = function(...)
-      local t0 = ms.time()
+      local t0 = pclock()
       local r1, r2, r3 = f(...)
       local e = prof[label] or { 0, 0 }
-      e[1], e[2] = e[1] + ms.time() - t0, e[2] + 1
+      e[1], e[2] = e[1] + pclock() - t0, e[2] + 1
       prof[label] = e
       return r1, r2, r3
     end
   end
   for _, n in ipairs { "interpolate", "relu", "sigmoid", "cross_entropy", "batch_norm", "conv2d",
     "adaptive_avg_pool2d", "avg_pool2d" } do wrap(F, n, "F." .. n) end
-  wrap(ms, "cat", "cat")
-  local T = getmetatable(x).__index
+  wrap(ms, "cat", "cat") -- T.to (casts) also counts inside the F.* ops that call it
+  local T = ms.Tensor
   if type(T) == "table" then
-    for _, n in ipairs { "mean", "max", "__add", "__mul", "__sub", "add", "mul", "sub" } do
+    for _, n in ipairs { "mean", "max", "__add", "__mul", "__sub", "add", "mul", "sub", "to" } do
       wrap(T, n, "T." .. n)
     end
     local mt = getmetatable(x)
@@ -86,10 +90,10 @@ if prof then
   A.record = function(name, inputs, outputs, backward, saved)
     local label = "bwd." .. name
     local function timed(...)
-      local t0 = ms.time()
+      local t0 = pclock()
       local r = { backward(...) }
       local e = prof[label] or { 0, 0 }
-      e[1], e[2] = e[1] + ms.time() - t0, e[2] + 1
+      e[1], e[2] = e[1] + pclock() - t0, e[2] + 1
       prof[label] = e
       return unpack(r, 1, table.maxn(r))
     end
@@ -147,8 +151,9 @@ local function minflt()
   return tonumber(fields[8]) or 0
 end
 local flt0 = minflt()
-local times, phases = {}, { fwd = {}, bwd = {}, opt = {} }
+local times, cpus, phases = {}, {}, { fwd = {}, bwd = {}, opt = {} }
 for _ = 1, a.steps do
+  local c0 = os.clock() -- process CPU time (all threads): steadier than wall time under load
   local t0 = now()
   local outs, loss = forward()
   local t1 = now()
@@ -158,6 +163,7 @@ for _ = 1, a.steps do
   opt_step()
   local t3 = now()
   times[#times + 1] = t3 - t0
+  cpus[#cpus + 1] = os.clock() - c0
   table.insert(phases.fwd, t1 - t0); table.insert(phases.bwd, t2 - t1); table.insert(phases.opt, t3 - t2)
   outs, loss = nil, nil
 end
@@ -188,9 +194,9 @@ local faults = (minflt() - flt0) / a.steps
 local dt = stat(times)
 local mem = ms.memory_stats()
 print(string.format('{"impl": "moonseg", "params": %d, "step_s": %.4f, "img_per_s": %.2f, ' ..
-  '"fwd_s": %.4f, "bwd_s": %.4f, "opt_s": %.4f, "peak_rss_mb": %.1f, "tensor_peak_mb": %.1f, "minflt_per_step": %d, ' ..
+  '"cpu_s": %.4f, "fwd_s": %.4f, "bwd_s": %.4f, "opt_s": %.4f, "peak_rss_mb": %.1f, "tensor_peak_mb": %.1f, "minflt_per_step": %d, ' ..
   '"batch": %d, "size": [%d, %d], "threads": %d, "steps": %d, "stat": "%s", "precision": "%s%s"}',
-  nparams, dt, a.batch / dt, stat(phases.fwd), stat(phases.bwd), stat(phases.opt),
+  nparams, dt, a.batch / dt, stat(cpus), stat(phases.fwd), stat(phases.bwd), stat(phases.opt),
   vmhwm_mb() or -1, mem.peak / 2 ^ 20, faults, a.batch, a.h, a.w, a.threads, a.steps, a.stat,
   a.precision or "fp32", half and (" " .. (a.amp_level or "O1")) or ""))
 

@@ -122,6 +122,65 @@ H.case("fused AdamW: bias correction from the on-device step, masters saved in t
   assert(opt:state_dict()["master.1"], "master weights in the state dict")
 end)
 
+-- The typed fast paths (csrc/cpu/multi_tensor.c) over tensors longer than a 64K chunk and a
+-- 512-element block: f32 masters with bf16/f16 model copies and half gradients, against the
+-- formula in f64.
+H.case("fused SGD and AdamW with masters over several chunks: the formula, copies = cast(master)", function()
+  local n = 70001
+  for _, d in ipairs { "bf16", "f16" } do
+    ms.manual_seed(11)
+    local w0 = ms.randn({ n })
+    local g = ms.randn({ n }):to(d)
+    -- SGD, momentum and Paddle's L2 decay, two steps
+    local q = w0:clone():requires_grad_()
+    local o2 = ms.optim.SGD { { q }, lr = 0.01, momentum = 0.9, weight_decay = 0.1 }
+    o2:enable_master_weights()
+    local qh = ms.no_grad(function() return q:to(d) end)
+    o2.params = { qh }
+    local w, v = w0:to("f64"), ms.zeros({ n }, { dtype = "f64" })
+    local g64 = g:to("f64")
+    for _ = 1, 2 do
+      qh.grad = g
+      o2:step()
+      local gi = g64 + w * 0.1
+      v = v * 0.9 + gi
+      w = w - v * 0.01
+    end
+    local err = (o2.master[1]:to("f64") - w):abs():max():item()
+    assert(err < 1e-5, d .. " SGD master: max error " .. err)
+    bits_equal(qh, o2.master[1]:to(d), d .. " SGD: model copy = cast(master)")
+    -- AdamW
+    local a = w0:clone():requires_grad_()
+    local oa = ms.optim.AdamW { { a }, lr = 0.01, weight_decay = 0.05 }
+    oa:enable_master_weights()
+    local ah = ms.no_grad(function() return a:to(d) end)
+    oa.params = { ah }
+    local wa, m1, m2 = w0:to("f64"), ms.zeros({ n }, { dtype = "f64" }), ms.zeros({ n }, { dtype = "f64" })
+    for t = 1, 2 do
+      ah.grad = g
+      oa:step()
+      wa = wa * (1 - 0.01 * 0.05)
+      m1 = m1 * 0.9 + g64 * 0.1
+      m2 = m2 * 0.999 + g64 * g64 * 0.001
+      local mh, vh = m1 / (1 - 0.9 ^ t), m2 / (1 - 0.999 ^ t)
+      wa = wa - mh / (vh:sqrt() + 1e-8) * 0.01
+    end
+    local ea = (oa.master[1]:to("f64") - wa):abs():max():item()
+    assert(ea < 1e-5, d .. " AdamW master: max error " .. ea)
+    bits_equal(ah, oa.master[1]:to(d), d .. " AdamW: model copy = cast(master)")
+    -- unscale over half gradients: exact division by a power of two, inf found in chunk 2
+    local gh = ms.randn({ n }):to(d)
+    local want = gh:to("f32") / 1024
+    mt.unscale_({ gh }, ms.full({ 1 }, 1024, { dtype = "f32" }), ms.zeros({ 1 }, { dtype = "f32" }))
+    bits_equal(gh, want:to(d), d .. " unscaled")
+    local gi = ms.ones({ n }):to(d)
+    gi[70000] = INF
+    local flag = ms.zeros({ 1 }, { dtype = "f32" })
+    mt.unscale_({ gi }, ms.full({ 1 }, 2, { dtype = "f32" }), flag)
+    H.eq(flag:item(), 1, d .. " inf in the second chunk found")
+  end
+end)
+
 H.case("global norm and clipping without a read-back per tensor", function()
   local a, b = ms.tensor({ 3, 0 }, { dtype = "f32" }), ms.tensor({ 4 }, { dtype = "bf16" })
   local n = mt.norm({ a, b })

@@ -92,10 +92,101 @@ local cases = {
   { "cat", function(a, b) return ms.cat({ a, b }, 2) end, { x4, probe4 } },
 }
 
+-- The chunked half kernels (csrc/cpu/half_loop.c, batch_norm.c): rows longer than a chunk (512)
+-- with a tail, strided and broadcast operands, bool outputs, half mixed with f32.
+local xl = ms.randn({ 2, 3, 33, 37 }) -- planes of 1221 elements: two full chunks and a tail
+local bias = ms.randn({ 1, 3, 1, 1 })
+cases[#cases + 1] = { "batch_norm train, long planes", function(x, w, b)
+  return F.batch_norm(x, ms.zeros({ 3 }), ms.ones({ 3 }), w, b, true, 0.1, 1e-5) end,
+  { xl * 3 + 2, ms.rand({ 3 }) + 0.5, ms.randn({ 3 }) }, { keep = { [2] = true, [3] = true } } }
+cases[#cases + 1] = { "batch_norm eval, long planes", function(x, w, b)
+  return F.batch_norm(x, ms.rand({ 3 }), ms.rand({ 3 }) + 0.5, w, b, false) end,
+  { xl, ms.rand({ 3 }) + 0.5, ms.randn({ 3 }) }, { keep = { [2] = true, [3] = true } } }
+cases[#cases + 1] = { "relu, long rows", function(x) return x:relu() end, { xl } }
+cases[#cases + 1] = { "avg_pool2d, odd planes", function(x) return F.avg_pool2d(x, 3, 2, 1) end, { xl } }
+cases[#cases + 1] = { "adaptive_avg_pool2d, odd planes", function(x) return F.adaptive_avg_pool2d(x, { 4, 5 }) end, { xl } }
+cases[#cases + 1] = { "sigmoid, transposed input", function(x) return x:transpose(3, 4):sigmoid() end, { xl } }
+cases[#cases + 1] = { "add, broadcast bias", function(a, b) return a + b end, { xl, bias } }
+cases[#cases + 1] = { "mul, transposed operand", function(a, b) return a:transpose(3, 4) * b:transpose(3, 4) end,
+  { xl, xl * 0.5 + 1 } }
+cases[#cases + 1] = { "sub, half with f32", function(a, b) return a - b end, { xl, xl * 0.3 },
+  { keep = { [2] = true }, out_dtype = true } }
+
 for _, dt in ipairs { "bf16", "f16" } do
   for _, c in ipairs(cases) do
     H.case(c[1] .. " in " .. dt .. " vs f32", function() check(c[1], c[2], c[3], dt, c[4]) end)
   end
+end
+
+local function same_values(a, b, what)
+  local u, v = a:to("f64"):contiguous():view(-1):tolist(), b:to("f64"):contiguous():view(-1):tolist()
+  H.eq(#u, #v, what .. ": sizes")
+  for i = 1, #u do
+    assert(u[i] == v[i] or (u[i] ~= u[i] and v[i] ~= v[i]),
+      string.format("%s at %d: %.9g vs %.9g", what, i, u[i], v[i]))
+  end
+end
+
+-- Half pooling kernels compute in f32 on the half values and round once: forward and backward
+-- equal the f32 op on the same (half-valued) inputs, rounded to half, exactly. (Max pooling's
+-- value test above cannot use long planes: rounding to half makes ties that move the argmax.)
+for _, dt in ipairs { "bf16", "f16" } do
+  H.case("pools in " .. dt .. ": the f32 kernel on half values, rounded once", function()
+    ms.manual_seed(6)
+    local xh = ms.randn({ 2, 3, 33, 37 }):to(dt)
+    for _, c in ipairs {
+      { "max_pool2d", function(x) return F.max_pool2d(x, 3, 2, 1) end },
+      { "avg_pool2d", function(x) return F.avg_pool2d(x, 3, 2, 1) end },
+      { "adaptive_avg_pool2d", function(x) return F.adaptive_avg_pool2d(x, { 4, 5 }) end },
+    } do
+      local a = xh:clone():requires_grad_()
+      local b = xh:to("f32"):requires_grad_()
+      local ya, yb = c[2](a), c[2](b)
+      H.eq(ya:type(), dt, c[1] .. " output dtype")
+      same_values(ya, yb:to(dt), c[1] .. " forward")
+      local g = ms.randn(ya:size()):to(dt)
+      ya:backward(g)
+      yb:backward(g:to("f32"))
+      same_values(a.grad, b.grad:to(dt), c[1] .. " backward")
+    end
+  end)
+end
+
+-- Mixed half and f32 operands compute in f32 (the result is f32); comparisons give bool.
+for _, dt in ipairs { "bf16", "f16" } do
+  H.case("half with f32 and comparisons in " .. dt, function()
+    ms.manual_seed(4)
+    local a = ms.randn({ 3, 700 })
+    local ah = a:to(dt)
+    local r = ah - a
+    H.eq(r:type(), "f32", "half - f32 promotes to f32")
+    H.eq((r - (ah:to("f32") - a)):abs():max():item(), 0, "computed in f32 on the half values")
+    local gt = ah:gt(ah * 0.5)
+    H.eq(gt:type(), "bool", "comparison output")
+    local af = ah:to("f32")
+    H.same_list(gt:to("i64"):view(-1):tolist(), af:gt(af * 0.5):to("i64"):view(-1):tolist(), "comparison values")
+  end)
+end
+
+-- The vectorised f32 -> half conversion (contiguous rows) rounds exactly as the scalar one
+-- (strided rows): nearest even on ties, overflow to inf, NaN kept, subnormals; and back.
+for _, dt in ipairs { "bf16", "f16" } do
+  H.case("contiguous and strided casts agree bit for bit in " .. dt, function()
+    local vals = { 0, -0.0, 1, -1, 1 + 2 ^ -8, 1 + 3 * 2 ^ -8, 1 + 2 ^ -11, 1 + 3 * 2 ^ -11,
+      65504, 65520, 70000, 3.4e38, -3.4e38, 1 / 0, -1 / 0, 0 / 0, 2 ^ -24, 2 ^ -25, 3 * 2 ^ -26,
+      1e-40, -1e-40, 2 ^ -126, 2 ^ -133, 0.1, -0.3, 123.456, 1e10, -7.7e-5 }
+    ms.manual_seed(3)
+    local all = ms.cat({ ms.tensor(vals, { dtype = "f32" }), ms.randn({ 600 }) * 100 }, 1)
+    local m = all:numel()
+    local contig = all:to(dt) -- the contiguous row kernel
+    local two = ms.stack({ all, all }, 2) -- [m, 2]: a column has stride 2, the scalar path
+    same_values(contig, two:select(2, 1):to(dt), dt .. " narrowing, contiguous vs strided")
+    local wide = contig:to("f32")
+    same_values(wide, ms.stack({ contig, contig }, 2):select(2, 2):to("f32"),
+      dt .. " widening, contiguous vs strided")
+    H.eq(wide[16]:item() ~= wide[16]:item(), true, "NaN stays NaN")
+    H.eq(wide[14]:item(), 1 / 0, "inf stays inf")
+  end)
 end
 
 H.done()
