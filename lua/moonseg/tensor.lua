@@ -10,11 +10,24 @@ Tensor.__mt = mt
 local function is_tensor(x) return getmetatable(x) == mt end
 Tensor.is_tensor = is_tensor
 
+-- While a tracking list is set (Tensor.track), every tensor made is appended to it, so that
+-- a caller (nn/checkpoint.lua) can free the temporaries of a computation as soon as it ends.
+local tracking = nil
+
 -- Takes ownership of handle h (freed by t:free() or, as a safety net, by the GC).
 local function wrap(h)
-  return setmetatable({ _h = ffi.gc(h, C.ms_tensor_free) }, mt)
+  local t = setmetatable({ _h = ffi.gc(h, C.ms_tensor_free) }, mt)
+  if tracking then tracking[#tracking + 1] = t end
+  return t
 end
 Tensor.wrap = wrap
+
+-- Tensor.track(list or nil) -> the previous list: sets where new tensors are recorded.
+function Tensor.track(list)
+  local prev = tracking
+  tracking = list
+  return prev
+end
 -- Wraps out[0] after a successful call.
 function Tensor.take(status, level)
   check(status, (level or 1) + 1)
