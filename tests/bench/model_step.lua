@@ -12,8 +12,8 @@
 --     [--warmup 1] [--with_cp] [--profile]
 --
 -- --model: one of the names in `models` below (run with --model help to list them).
--- --profile prints, to stderr, the wall time per step of every ms.functional call (outermost
--- only) and of every backward node, by name.
+-- --profile prints, to stderr, the process CPU time per step (os.clock: robust when the machine
+-- is shared) of every ms.functional call (outermost only) and of every backward node, by name.
 local ms = require "moonseg"
 local F = ms.functional
 local M = ms.models
@@ -98,10 +98,10 @@ if a.profile then
     if type(f) == "function" then
       F[name] = function(...)
         depth = depth + 1
-        local t0 = ms.time()
+        local t0 = os.clock()
         local r = { f(...) }
         depth = depth - 1
-        if depth == 0 then add("F." .. name, ms.time() - t0) end
+        if depth == 0 then add("F." .. name, os.clock() - t0) end
         return unpack(r, 1, table.maxn(r))
       end
     end
@@ -111,9 +111,9 @@ if a.profile then
   local record = A.record
   A.record = function(name, inputs, outputs, backward, saved)
     return record(name, inputs, outputs, function(...)
-      local t0 = ms.time()
+      local t0 = os.clock()
       local r = { backward(...) }
-      add("bwd." .. name, ms.time() - t0)
+      add("bwd." .. name, os.clock() - t0)
       return unpack(r, 1, table.maxn(r))
     end, saved)
   end
@@ -168,7 +168,7 @@ if prof then
     total = total + e[1]
   end
   table.sort(rows, function(p, q) return p[2] > q[2] end)
-  io.stderr:write(string.format("# moonseg %s: per-op wall time per step (sum %.3f s)\n", a.model, total / a.steps))
+  io.stderr:write(string.format("# moonseg %s: per-op CPU time per step (sum %.3f s)\n", a.model, total / a.steps))
   for _, r in ipairs(rows) do
     io.stderr:write(string.format("%-32s %9.1f ms/step %6d calls/step\n", r[1], 1e3 * r[2] / a.steps, r[3] / a.steps))
   end
