@@ -10,11 +10,44 @@ Tensor.__mt = mt
 local function is_tensor(x) return getmetatable(x) == mt end
 Tensor.is_tensor = is_tensor
 
+-- While a tracking list is set (Tensor.track), every tensor made is appended to it, so that
+-- a caller (nn/checkpoint.lua) can free the temporaries of a computation as soon as it ends.
+local tracking = nil
+
+-- Host tensor memory drives the collector too: Lua's own pacing counts only Lua objects, so
+-- a forward's unreachable temporaries (large storages behind small handles) would wait for
+-- backward's collection. A full collection runs whenever live tensor bytes have grown by a
+-- quarter (at least 32 MiB) since the last one; the cost is a few collections per step.
+local host_stats = ffi.new("ms_memory_stats")
+local gc_at = 32 * 2 ^ 20
+local function host_pressure()
+  C.ms_memory_stats_get(0, 0, host_stats)
+  local live = tonumber(host_stats.allocated)
+  if live > gc_at then
+    collectgarbage()
+    C.ms_memory_stats_get(0, 0, host_stats)
+    live = tonumber(host_stats.allocated)
+    gc_at = live + math.max(32 * 2 ^ 20, live / 4)
+  elseif live < gc_at - math.max(64 * 2 ^ 20, live / 2) then
+    gc_at = live + math.max(32 * 2 ^ 20, live / 4) -- memory went back (frees): pace from here
+  end
+end
+
 -- Takes ownership of handle h (freed by t:free() or, as a safety net, by the GC).
 local function wrap(h)
-  return setmetatable({ _h = ffi.gc(h, C.ms_tensor_free) }, mt)
+  local t = setmetatable({ _h = ffi.gc(h, C.ms_tensor_free) }, mt)
+  if tracking then tracking[#tracking + 1] = t end
+  host_pressure()
+  return t
 end
 Tensor.wrap = wrap
+
+-- Tensor.track(list or nil) -> the previous list: sets where new tensors are recorded.
+function Tensor.track(list)
+  local prev = tracking
+  tracking = list
+  return prev
+end
 -- Wraps out[0] after a successful call.
 function Tensor.take(status, level)
   check(status, (level or 1) + 1)

@@ -7,6 +7,7 @@
 -- recompute so dropout masks are the first forward's.
 local ms = require "moonseg"
 local A = ms.autograd
+local Tensor = require "moonseg.tensor"
 
 local M = {}
 
@@ -43,6 +44,41 @@ local function with_scratch_stats(mods, fn)
   if not ok then error(err, 0) end
 end
 
+-- Tensors that outlive fn although it did not return them: the module tree's parameters,
+-- buffers and any other tensor fields (running statistics written in place, caches).
+local function module_tensors(module)
+  local keep = {}
+  for _, m in ipairs(module:modules()) do
+    for _, t in pairs(rawget(m, "_parameters") or {}) do keep[t] = true end
+    for _, t in pairs(rawget(m, "_buffers") or {}) do keep[t] = true end
+    for _, v in pairs(m) do if ms.is_tensor(v) then keep[v] = true end end
+  end
+  return keep
+end
+
+-- fn(...) without recording; then the tensors fn made and did not return (its dead
+-- temporaries) are freed at once instead of when the Lua collector runs: without recording
+-- nothing holds them, and leaving them to the collector kept a whole forward's temporaries
+-- alive, so checkpointing lowered what backward holds but not the peak. A view that shares
+-- storage with a result only drops its own reference.
+local function forward_and_release(module, fn, ...)
+  local made = {}
+  local prev = Tensor.track(made)
+  local ok, res = pcall(A.no_grad, fn, ...)
+  Tensor.track(prev)
+  if not ok then error(res, 0) end
+  local keep = module_tensors(module)
+  if ms.is_tensor(res) then keep[res] = true else for _, o in ipairs(res) do keep[o] = true end end
+  for _, t in ipairs(made) do
+    if keep[t] then
+      if prev then prev[#prev + 1] = t end
+    else
+      t:free()
+    end
+  end
+  return res
+end
+
 -- run(module, fn, ...): fn(...) -> tensor or list of tensors, computed by module (whose
 -- parameters and statistics buffers fn uses). Tensor arguments are the differentiable inputs;
 -- other arguments are passed through unchanged. Without recording it is just fn(...).
@@ -51,7 +87,7 @@ function M.run(module, fn, ...)
   local args = { ... }
   if not M.active(module, ...) then return fn(...) end
   local rng = ms.get_rng_state()
-  local res = A.no_grad(fn, ...)
+  local res = forward_and_release(module, fn, ...)
   local single = ms.is_tensor(res)
   local outs = single and { res } or res
   -- Tensor arguments are saved at the top level of `saved` (as "t<i>") so that autograd
