@@ -43,12 +43,10 @@ local models = {
       backbone = M.backbones.ResNet50_vd { output_stride = 8, multi_grid = { 1, 2, 4 }, with_cp = cp } }
     return m, { 1 }, sgd(m)
   end,
-  -- DeepLabV3P + Xception65_deeplab (OS16, ASPP 1/6/12/18): needs the backbone from the
-  -- `xception` branch.
+  -- DeepLabV3P + Xception65_deeplab (OS16, ASPP 1/6/12/18; its features are {1/4, 1/16})
   deeplabv3p_xception = function(cp)
-    if not M.backbones.Xception65_deeplab then error("model_step.lua: ms.models.backbones.Xception65_deeplab is missing") end
-    local m = M.DeepLabV3P { num_classes = 19, aspp_ratios = { 1, 6, 12, 18 },
-      backbone = M.backbones.Xception65_deeplab { with_cp = cp } }
+    local m = M.DeepLabV3P { num_classes = 19, aspp_ratios = { 1, 6, 12, 18 }, backbone_indices = { 1, 2 },
+      backbone = M.backbones.Xception65_deeplab { output_stride = 16, with_cp = cp } }
     return m, { 1 }, sgd(m)
   end,
   pspnet = function(cp)

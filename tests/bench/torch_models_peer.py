@@ -35,10 +35,9 @@ def build(name):
             m, coefs = tw.DeepLabV3P(19, tw.ResNet50_vd(8, (1, 2, 4)), (1, 12, 24, 36)), [1]
         elif name == "pspnet":
             m, coefs = tw.PSPNet(19, tw.ResNet50_vd(8)), [1, 0.4]
-        else:  # the Xception65 twin comes with the `xception` branch
-            if not hasattr(tw, "Xception65_deeplab"):
-                sys.exit("torch_models_peer.py: tests/golden/cnn_torch.py has no Xception65_deeplab twin")
-            m, coefs = tw.DeepLabV3P(19, tw.Xception65_deeplab(), (1, 6, 12, 18)), [1]
+        else:  # OS16, ASPP 1/6/12/18: tests/golden/xception_torch.py's twin
+            import xception_torch
+            m, coefs = xception_torch.DeepLabV3PX(19), [1]
         return m, coefs, sgd(m)
     if name == "ocrnet":
         import ocrnet_torch
