@@ -57,8 +57,9 @@ static int fmt_mode(const ms_conv_geom *g, int kind) {
   return FMT_ANY;
 }
 
-/* Algorithm: 0 direct, 1 winograd (3x3 stride 1 only; falls back to direct when unavailable). */
-static int algo_choice(const ms_conv_geom *g, dnnl_data_type_t dt) {
+/* Algorithm: 0 direct, 1 winograd (3x3 stride 1 only; falls back to direct when unavailable).
+ * binv: the context's batch invariance (ms_context_set_batch_invariant). */
+static int algo_choice(const ms_conv_geom *g, dnnl_data_type_t dt, int kind, int binv) {
   static int forced = -1;
   if (forced == -1) {
     const char *e = getenv("MS_CONV_ALGO");
@@ -68,6 +69,14 @@ static int algo_choice(const ms_conv_geom *g, dnnl_data_type_t dt) {
                  g->dh == 1 && g->dw == 1 && g->g == 1 && g->c % 16 == 0 && g->o % 16 == 0;
   if (!eligible) return 0;
   if (forced >= 0) return forced;
+  /* Batch invariance: oneDNN's Winograd picks its schedule from the whole geometry, minibatch
+   * included, and a sample's forward result changes with it (rel. 1.4e-6 between batch 4 and
+   * batch 1 at 256 channels 8x8, at 1 or 2 threads; direct: bit-identical). Data parallel 2 x 2
+   * vs 1 x 4 on PP-LiteSeg (crop 64, 3 iterations) differed by 3.3e-5 with Winograd forward and
+   * backward-data, 4.6e-7 with Winograd for backward-weights only: a reduction over the batch,
+   * whose order differs between such runs anyway. (Winograd run one sample at a time is
+   * invariant too, but cost 1.5-1.7x the batched step; direct cost nothing at 1 thread.) */
+  if (binv && kind != KIND_BWD_W) return 0;
   /* oneDNN's avx512 f32 Winograd F(4x4, 3x3) ran fwd, bwd-data and bwd-weights 2-2.5x faster
    * than direct on PP-LiteSeg's 3x3 layers on this machine (tests/bench); results agree with
    * f64 to ~1e-5 relative. */
@@ -75,9 +84,10 @@ static int algo_choice(const ms_conv_geom *g, dnnl_data_type_t dt) {
 }
 
 static void make_key(int64_t *key, int kind, const ms_conv_geom *g, int has_bias, int mode,
-                     dnnl_data_type_t dt) {
+                     dnnl_data_type_t dt, int binv) {
   memset(key, 0, sizeof(int64_t) * MS_DNNL_KEY_LEN);
-  int64_t v[] = {kind + 16 * (int64_t)mode + 64 * (int64_t)algo_choice(g, dt) + 256 * (int64_t)dt,
+  int64_t v[] = {kind + 16 * (int64_t)mode + 64 * (int64_t)algo_choice(g, dt, kind, binv) +
+                     256 * (int64_t)dt,
                  g->n,
                  g->c,
                  g->h,
@@ -222,12 +232,12 @@ done:
 }
 
 static int plan_get(ms_dnnl *d, int kind, const ms_conv_geom *g, int has_bias, int mode,
-                    dnnl_data_type_t dt, conv_plan **out) {
+                    dnnl_data_type_t dt, int binv, conv_plan **out) {
   int64_t key[MS_DNNL_KEY_LEN];
-  make_key(key, kind, g, has_bias, mode, dt);
+  make_key(key, kind, g, has_bias, mode, dt, binv);
   conv_plan *pl = ms_dnnl_cache_find(d, key);
   if (!pl) {
-    int wino = algo_choice(g, dt);
+    int wino = algo_choice(g, dt, kind, binv);
     int st = plan_create(d, kind, g, has_bias, mode,
                          wino ? dnnl_convolution_winograd : dnnl_convolution_direct, dt, &pl);
     if (st == MS_ERR_UNSUPPORTED && wino) { /* no Winograd kernel for this case: direct */
@@ -314,7 +324,9 @@ int ms_cpu_conv2d_fwd_dnnl(ms_context *ctx, const ms_conv_geom *g, const ms_tens
   ms_dnnl *d;
   conv_plan *pl;
   st = ms_dnnl_get(ctx, &d);
-  if (!st) st = plan_get(d, KIND_FWD, g, b != NULL, fmt_for(g, KIND_FWD, dt), dt, &pl);
+  if (!st)
+    st = plan_get(d, KIND_FWD, g, b != NULL, fmt_for(g, KIND_FWD, dt), dt, ctx->batch_invariant,
+                  &pl);
   if (st) return st;
   void *ptr[3] = {ms_data(x), ms_data(w), ms_data(y)};
   return plan_run(d, pl, ptr, b ? ms_data(b) : NULL, 0, 0, "conv2d");
@@ -331,8 +343,11 @@ int ms_cpu_conv2d_bwd_dnnl(ms_context *ctx, const ms_conv_geom *g, const ms_tens
   conv_plan *pd = NULL, *pw = NULL;
 
   st = ms_dnnl_get(ctx, &d);
-  if (!st && dx) st = plan_get(d, KIND_BWD_DATA, g, 0, fmt_for(g, KIND_BWD_DATA, dt), dt, &pd);
-  if (!st && dw) st = plan_get(d, KIND_BWD_W, g, db != NULL, fmt_for(g, KIND_BWD_W, dt), dt, &pw);
+  int binv = ctx->batch_invariant;
+  if (!st && dx)
+    st = plan_get(d, KIND_BWD_DATA, g, 0, fmt_for(g, KIND_BWD_DATA, dt), dt, binv, &pd);
+  if (!st && dw)
+    st = plan_get(d, KIND_BWD_W, g, db != NULL, fmt_for(g, KIND_BWD_W, dt), dt, binv, &pw);
   if (st) return st;
   int have_gy = 0;
   if (pd) {
