@@ -258,10 +258,13 @@ end
 local DDP = {}
 DDP.__index = DDP
 
--- wrap(model, {bucket_mb = 25, broadcast = true, log_every = nil}) -> ddp. Broadcasts rank 0's
--- parameters and buffers, assigns parameters to buckets (reverse parameter order: the last
--- parameters' gradients are ready first) and hooks them. ddp:sync() (cfg.grad_sync) must run
--- after every backward, before the optimizer step.
+-- wrap(model, {bucket_mb = 25, first_bucket_mb = 1, broadcast = true, log_every = nil}) -> ddp.
+-- Broadcasts rank 0's parameters and buffers, assigns parameters to buckets (reverse parameter
+-- order: the last parameters' gradients are ready first; the first bucket small, as PyTorch's, so
+-- communication starts early in backward) and hooks them. The buckets travel on their own
+-- communicator (dist.new_group), so SyncBatchNorm's blocking all-reduces in backward never wait
+-- behind a 25 MB bucket. ddp:sync() (cfg.grad_sync) must run after every backward, before the
+-- optimizer step.
 function M.wrap(model, o)
   o = o or {}
   local self = setmetatable({ model = model, buckets = {}, log_every = o.log_every, steps = 0,
@@ -272,7 +275,9 @@ function M.wrap(model, o)
       for _, kv in ipairs(model:named_buffers()) do dist.broadcast(kv[2], 0) end
     end)
   end
+  if dist.is_initialized() and dist.get_world_size() > 1 then self.group = dist.new_group() end
   local cap = math.max(1, math.floor((o.bucket_mb or 25) * 1024 * 1024))
+  local first_cap = math.min(cap, math.max(1, math.floor((o.first_bucket_mb or 1) * 1024 * 1024)))
   local params = {}
   for _, p in ipairs(model:parameters()) do if p.requires_grad then params[#params + 1] = p end end
   local cur
@@ -280,7 +285,7 @@ function M.wrap(model, o)
     local p = params[i]
     local nbytes = p:numel() * tonumber(ms.lib.C.ms_dtype_size(p:dtype_code()))
     -- a bucket holds one dtype on one device (the flat buffer lives where its params do)
-    if not cur or cur.dtype ~= p:type() or cur.device ~= p:device_str() or (cur.bytes > 0 and cur.bytes + nbytes > cap) then
+    if not cur or cur.dtype ~= p:type() or cur.device ~= p:device_str() or (cur.bytes > 0 and cur.bytes + nbytes > (#self.buckets == 1 and first_cap or cap)) then
       cur = { dtype = p:type(), device = p:device_str(), bytes = 0, numel = 0, params = {}, offsets = {} }
       self.buckets[#self.buckets + 1] = cur
     end
@@ -311,7 +316,7 @@ end
 
 function DDP:_launch(b)
   if not self.t_first then self.t_first = ms.time() end
-  b.work = dist.all_reduce_async(b.flat, "avg")
+  b.work = dist.all_reduce_async(b.flat, "avg", self.group)
 end
 
 -- Gradient-ready hook: copy into the bucket; launch the buckets that are full, in order.
