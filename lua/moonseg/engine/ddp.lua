@@ -340,7 +340,8 @@ function DDP:_ready(bi, j, p)
 end
 
 -- cfg.grad_sync: launches what backward did not (parameters without a gradient count as
--- zero), waits for every bucket and writes the averaged gradients back.
+-- zero), waits for every bucket and hands each parameter its averaged gradient as a view of the
+-- bucket (PyTorch's gradient_as_bucket_view: no copy back; the optimizer's zero_grad drops it).
 function DDP:sync()
   local t_sync = ms.time()
   for k = self.next_launch, #self.buckets do
@@ -351,9 +352,7 @@ function DDP:sync()
   ms.no_grad(function()
     for _, b in ipairs(self.buckets) do
       b.work:wait()
-      for j, p in ipairs(b.params) do
-        if p.grad ~= nil and b.got[j] then p.grad:copy_(b.views[j]) else p.grad = b.views[j]:clone() end
-      end
+      for j, p in ipairs(b.params) do p.grad = b.views[j] end
     end
   end)
   local t_end = ms.time()
