@@ -274,6 +274,16 @@ local function comm_of(group_arg, op)
   return group_arg.comm
 end
 
+-- Blocking collectives made so far and the seconds spent in them (SyncBatchNorm's statistics,
+-- the loss's valid-pixel count): data parallel's report shows them per step.
+dist.blocking = { calls = 0, seconds = 0 }
+local now = C.ms_time_now
+local function timed(st, t0)
+  local b = dist.blocking
+  b.calls, b.seconds = b.calls + 1, b.seconds + (now() - t0)
+  return check(st)
+end
+
 local function th(t, op)
   if not T.is_tensor(t) then error("dist." .. op .. ": expected a tensor, got " .. type(t), 3) end
   return T.handle(t)
@@ -281,7 +291,8 @@ end
 
 -- In place: every rank ends with the same (bit-identical) reduction.
 function dist.all_reduce(t, op, group_arg)
-  check(C.ms_comm_all_reduce(comm_of(group_arg, "all_reduce"), th(t, "all_reduce"), op_code(op)))
+  local c, h, o, t0 = comm_of(group_arg, "all_reduce"), th(t, "all_reduce"), op_code(op), now()
+  timed(C.ms_comm_all_reduce(c, h, o), t0)
   return t
 end
 
@@ -297,7 +308,8 @@ function dist.all_gather_into_tensor(t)
   local shape = t:size()
   table.insert(shape, 1, g.world_size)
   local out = T.M.empty(shape, { dtype = t.dtype, device = t.device })
-  check(C.ms_comm_all_gather(g.comm, th(t, "all_gather"), T.handle(out)))
+  local h, t0 = th(t, "all_gather"), now()
+  timed(C.ms_comm_all_gather(g.comm, h, T.handle(out)), t0)
   return out
 end
 

@@ -269,6 +269,7 @@ function M.wrap(model, o)
   o = o or {}
   local self = setmetatable({ model = model, buckets = {}, log_every = o.log_every, steps = 0,
     acc = { total = 0, exposed = 0, bytes = 0, early = 0, n = 0 } }, DDP)
+  self.blocking_mark = { calls = dist.blocking.calls, seconds = dist.blocking.seconds }
   if o.broadcast ~= false then
     ms.no_grad(function()
       for _, kv in ipairs(model:named_parameters()) do dist.broadcast(kv[2], 0) end
@@ -372,11 +373,16 @@ function DDP:report()
   local bytes = 0
   for _, b in ipairs(self.buckets) do bytes = bytes + b.bytes end
   local hidden = a.total > 0 and math.max(0, 1 - a.exposed / a.total) or 0
+  local bl = dist.blocking
+  local bc, bs = bl.calls - self.blocking_mark.calls, bl.seconds - self.blocking_mark.seconds
+  self.blocking_mark = { calls = bl.calls, seconds = bl.seconds }
   local s = string.format("[DDP] %d buckets (%.2f MB); all-reduce %.1f ms/step from first launch, %.1f ms/step " ..
-    "waited in grad_sync: %.0f%% hidden behind backward; %.1f of %d buckets launched during backward",
-    #self.buckets, bytes / 1048576, a.total / n * 1000, a.exposed / n * 1000, hidden * 100, a.early / n, #self.buckets)
+    "waited in grad_sync: %.0f%% hidden behind backward; %.1f of %d buckets launched during backward; " ..
+    "%.0f blocking collectives/step (SyncBatchNorm, loss) %.1f ms/step",
+    #self.buckets, bytes / 1048576, a.total / n * 1000, a.exposed / n * 1000, hidden * 100, a.early / n, #self.buckets,
+    bc / n, bs / n * 1000)
   self.last = { total = a.total / n, exposed = a.exposed / n, hidden = hidden, early = a.early / n,
-    buckets = #self.buckets }
+    buckets = #self.buckets, blocking_calls = bc / n, blocking = bs / n }
   self.acc = { total = 0, exposed = 0, bytes = 0, early = 0, n = 0 }
   return s
 end
