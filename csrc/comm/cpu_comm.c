@@ -160,7 +160,7 @@ static int coll_begin(run *R, int64_t nbytes, int dtype) {
   snprintf(key, sizeof key, "%sseq/%d", c->prefix, c->rank);
   int n = snprintf(val, sizeof val, "%lld", (long long)w->seq);
   if (c->world == 1) return 0;
-  if (ms_store_set(c->store, key, val, n)) {
+  if (ms_store_set_quiet(c->store, key, val, n)) {
     char what[300];
     snprintf(what, sizeof what, "store unreachable: %s", ms_last_error());
     return coll_fail(c, w, what, MS_ERR_IO);
