@@ -10,7 +10,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever anything between MS_CDEF_BEGIN and MS_CDEF_END changes. */
-#define MS_ABI_VERSION 2
+#define MS_ABI_VERSION 3
 
 /* Bootstrap: the two calls Lua makes before it reads the rest of the API. */
 int ms_abi_version(void);
@@ -92,8 +92,9 @@ int ms_context_set_num_threads(ms_context *ctx, int num_threads);
 int ms_context_num_threads(const ms_context *ctx);
 /* Batch invariance (on by default): each sample's forward output and input gradient do not
  * depend on the rest of its batch, so N workers x B train like 1 x N*B up to summation order.
- * CPU: 3x3 convolutions run direct instead of Winograd forward and backward-data (oneDNN's
- * Winograd result for a sample changes with the minibatch). Off: Winograd where eligible. */
+ * CPU: 3x3 forward and backward-data convolutions run direct on small inputs and Winograd one
+ * sample at a time on larger ones (batched Winograd's result for a sample changes with the
+ * minibatch). Off: batched Winograd where eligible. */
 int ms_context_set_batch_invariant(ms_context *ctx, int on);
 int ms_context_batch_invariant(const ms_context *ctx);
 
