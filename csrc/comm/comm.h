@@ -9,16 +9,17 @@
 /* Store protocol: a frame is [u32 length of the rest][u8 code][fields]; strings are
  * [u32 length][bytes], integers little-endian i64. Replies carry a status code. */
 enum {
-  MS_STORE_SET = 1,    /* key, value -> ok */
-  MS_STORE_GET = 2,    /* key -> found(u8), value */
-  MS_STORE_WAIT = 3,   /* i64 timeout_ms, u32 n, keys -> ok | timeout (+ missing key) */
-  MS_STORE_ADD = 4,    /* key, i64 delta -> i64 value */
-  MS_STORE_CHECK = 5,  /* u32 n, keys -> u8 all exist */
-  MS_STORE_DELETE = 6, /* key -> u8 deleted */
-  MS_STORE_HELLO = 7,  /* i64 rank: this connection carries rank's heartbeats (no reply) */
-  MS_STORE_BEAT = 8,   /* (no reply) */
-  MS_STORE_BYE = 9,    /* rank leaves cleanly (no reply) */
-  MS_STORE_DEAD = 10   /* i64 world, i64 stale_ms -> u32 n, i64 ranks */
+  MS_STORE_SET = 1,       /* key, value -> ok */
+  MS_STORE_GET = 2,       /* key -> found(u8), value */
+  MS_STORE_WAIT = 3,      /* i64 timeout_ms, u32 n, keys -> ok | timeout (+ missing key) */
+  MS_STORE_ADD = 4,       /* key, i64 delta -> i64 value */
+  MS_STORE_CHECK = 5,     /* u32 n, keys -> u8 all exist */
+  MS_STORE_DELETE = 6,    /* key -> u8 deleted */
+  MS_STORE_HELLO = 7,     /* i64 rank: this connection carries rank's heartbeats (no reply) */
+  MS_STORE_BEAT = 8,      /* (no reply) */
+  MS_STORE_BYE = 9,       /* rank leaves cleanly (no reply) */
+  MS_STORE_DEAD = 10,     /* i64 world, i64 stale_ms -> u32 n, i64 ranks */
+  MS_STORE_SET_QUIET = 11 /* key, value (no reply: later requests on the connection see it) */
 };
 enum { MS_REPLY_OK = 0, MS_REPLY_TIMEOUT = 1, MS_REPLY_ERROR = 2 };
 #define MS_STORE_MAX_FRAME (1u << 30)
@@ -75,6 +76,9 @@ int64_t ms_store_default_timeout(const ms_store *s);
 int ms_store_fd(const ms_store *s);
 /* Counter of communicators made on this client (names their keys). */
 int ms_store_next_comm_id(ms_store *s);
+/* Sets key without waiting for the server (a communicator announcing its sequence numbers:
+ * one send, no round trip per collective). Later requests on s are answered after it. */
+int ms_store_set_quiet(ms_store *s, const char *key, const void *value, int64_t nbytes);
 /* A second client on the same server (the communicator's own connection). */
 int ms_store_reconnect(const ms_store *s, ms_store **out);
 

@@ -144,6 +144,39 @@ int ms_store_set(ms_store *s, const char *key, const void *value, int64_t nbytes
   return st;
 }
 
+int ms_store_set_quiet(ms_store *s, const char *key, const void *value, int64_t nbytes) {
+  CHECK_STORE("set");
+  if (nbytes < 0 || nbytes > (int64_t)MS_STORE_MAX_FRAME / 2 || (!value && nbytes))
+    return ms_fail(MS_ERR_INVALID, "store set '%s': bad value (%lld bytes)", key,
+                   (long long)nbytes);
+  pthread_mutex_lock(&s->mu);
+  int st = MS_OK;
+  if (s->broken) {
+    st = ms_fail(MS_ERR_IO, "store set '%s' on %s: the connection broke in an earlier call", key,
+                 s->addr);
+  } else {
+    begin(s, MS_STORE_SET_QUIET);
+    ms_cbuf_put_str(&s->out, key, strlen(key));
+    ms_cbuf_put_str(&s->out, value, (size_t)nbytes);
+    if (!s->out.data) {
+      st = ms_fail(MS_ERR_OOM, "store set '%s': out of memory", key);
+    } else {
+      uint32_t n = (uint32_t)(s->out.len - 4);
+      memcpy(s->out.data, &n, 4);
+      int64_t start = ms_now_ms();
+      int rc = ms_sock_send(s->fd, s->out.data, s->out.len, ms_deadline(s->timeout));
+      if (rc) {
+        s->broken = 1;
+        st = ms_fail(rc == -1 ? MS_ERR_TIMEOUT : MS_ERR_IO,
+                     "store set '%s' on %s: not sent after %lld ms (%s)", key, s->addr,
+                     (long long)(ms_now_ms() - start), ms_sock_errstr(rc));
+      }
+    }
+  }
+  pthread_mutex_unlock(&s->mu);
+  return st;
+}
+
 static int wait_locked(ms_store *s, const char *op, const char *const *keys, int n,
                        int64_t timeout_ms) {
   begin(s, MS_STORE_WAIT);

@@ -200,6 +200,11 @@ static int handle_frame(client *c, const char *p, size_t n) {
     reply_code(c, put(s, k, kn, v, vn) ? MS_REPLY_ERROR : MS_REPLY_OK);
     wake_waiters(s);
     return 0;
+  case MS_STORE_SET_QUIET:
+    if (ms_rd_str(&r, &k, &kn) || ms_rd_str(&r, &v, &vn)) return -1;
+    if (put(s, k, kn, v, vn)) return -1; /* out of memory: no reply to carry it, drop the client */
+    wake_waiters(s);
+    return 0;
   case MS_STORE_GET: {
     if (ms_rd_str(&r, &k, &kn)) return -1;
     entry *e = *find(s, k, kn);

@@ -21,6 +21,7 @@ int ms_context_new(ms_context **out) {
   ms_context *ctx = calloc(1, sizeof *ctx);
   if (!ctx) return ms_fail(MS_ERR_OOM, "context_new: out of host memory");
   ctx->num_threads = omp_get_max_threads();
+  ctx->batch_invariant = 1; /* N workers x B train like 1 x N*B by default */
 #ifdef MS_WITH_CUDA
   ms_cuda_register_backend(); /* idempotent: the table is static */
 #endif
@@ -49,6 +50,13 @@ int ms_context_set_num_threads(ms_context *ctx, int n) {
 }
 
 int ms_context_num_threads(const ms_context *ctx) { return ctx->num_threads; }
+
+int ms_context_set_batch_invariant(ms_context *ctx, int on) {
+  if (!ctx) return ms_fail(MS_ERR_INVALID, "set_batch_invariant: context is NULL");
+  ctx->batch_invariant = on != 0;
+  return MS_OK;
+}
+int ms_context_batch_invariant(const ms_context *ctx) { return ctx ? ctx->batch_invariant : 0; }
 int ms_threads(const ms_context *ctx) { return ctx && ctx->num_threads > 0 ? ctx->num_threads : 1; }
 
 double ms_time_now(void) {

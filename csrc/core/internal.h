@@ -46,6 +46,7 @@ typedef struct ms_event {
 
 struct ms_context {
   int num_threads;
+  int batch_invariant; /* ms_context_set_batch_invariant */
   void *dnnl; /* oneDNN engine, stream and primitive cache (cpu/dnnl_ctx.c) */
   void *cuda; /* CUDA device state when built with CUDA */
   ms_stream streams[2][MS_CTX_MAX_STREAMS]; /* current stream per device type and index */

@@ -57,8 +57,16 @@ static int fmt_mode(const ms_conv_geom *g, int kind) {
   return FMT_ANY;
 }
 
-/* Algorithm: 0 direct, 1 winograd (3x3 stride 1 only; falls back to direct when unavailable). */
-static int algo_choice(const ms_conv_geom *g, dnnl_data_type_t dt) {
+/* Batch invariance runs Winograd one sample at a time from this many input pixels per sample,
+ * direct below: oneDNN transforms the weights on every call, which one sample of 8x8 (4 tiles)
+ * does not amortise, while from 16x16 a sample's Winograd still beat direct at 1 thread (512x512
+ * PP-LiteSeg layers, batch 4: 64x64 256->64 forward 21 ms per sample vs 217 direct, 16x16
+ * 1024->128 55 vs 117; batched Winograd 93 and 54). */
+#define BINV_WINO_MIN_HW 256
+
+/* Algorithm: 0 direct, 1 winograd (3x3 stride 1 only; falls back to direct when unavailable).
+ * binv: the context's batch invariance (ms_context_set_batch_invariant). */
+static int algo_choice(const ms_conv_geom *g, dnnl_data_type_t dt, int kind, int binv) {
   static int forced = -1;
   if (forced == -1) {
     const char *e = getenv("MS_CONV_ALGO");
@@ -68,6 +76,15 @@ static int algo_choice(const ms_conv_geom *g, dnnl_data_type_t dt) {
                  g->dh == 1 && g->dw == 1 && g->g == 1 && g->c % 16 == 0 && g->o % 16 == 0;
   if (!eligible) return 0;
   if (forced >= 0) return forced;
+  /* Batch invariance: oneDNN's Winograd picks its schedule from the whole geometry, minibatch
+   * included, and a sample's forward result changes with it (rel. 1.4e-6 between batch 4 and
+   * batch 1 at 256 channels 8x8, at 1 or 2 threads; direct, or Winograd planned for one sample:
+   * bit-identical). Data parallel 2 x 2 vs 1 x 4 on PP-LiteSeg (crop 64, 3 iterations) differed
+   * by 3.3e-5 with batched Winograd forward and backward-data, 4.6e-7 with Winograd for
+   * backward-weights only: a reduction over the batch, whose order differs between such runs
+   * anyway. So forward and backward-data run direct on small inputs and Winograd per sample on
+   * larger ones (per_sample below): either choice depends on one sample's geometry only. */
+  if (binv && kind != KIND_BWD_W && g->h * g->w < BINV_WINO_MIN_HW) return 0;
   /* oneDNN's avx512 f32 Winograd F(4x4, 3x3) ran fwd, bwd-data and bwd-weights 2-2.5x faster
    * than direct on PP-LiteSeg's 3x3 layers on this machine (tests/bench); results agree with
    * f64 to ~1e-5 relative. */
@@ -75,9 +92,10 @@ static int algo_choice(const ms_conv_geom *g, dnnl_data_type_t dt) {
 }
 
 static void make_key(int64_t *key, int kind, const ms_conv_geom *g, int has_bias, int mode,
-                     dnnl_data_type_t dt) {
+                     dnnl_data_type_t dt, int binv) {
   memset(key, 0, sizeof(int64_t) * MS_DNNL_KEY_LEN);
-  int64_t v[] = {kind + 16 * (int64_t)mode + 64 * (int64_t)algo_choice(g, dt) + 256 * (int64_t)dt,
+  int64_t v[] = {kind + 16 * (int64_t)mode + 64 * (int64_t)algo_choice(g, dt, kind, binv) +
+                     256 * (int64_t)dt,
                  g->n,
                  g->c,
                  g->h,
@@ -222,12 +240,12 @@ done:
 }
 
 static int plan_get(ms_dnnl *d, int kind, const ms_conv_geom *g, int has_bias, int mode,
-                    dnnl_data_type_t dt, conv_plan **out) {
+                    dnnl_data_type_t dt, int binv, conv_plan **out) {
   int64_t key[MS_DNNL_KEY_LEN];
-  make_key(key, kind, g, has_bias, mode, dt);
+  make_key(key, kind, g, has_bias, mode, dt, binv);
   conv_plan *pl = ms_dnnl_cache_find(d, key);
   if (!pl) {
-    int wino = algo_choice(g, dt);
+    int wino = algo_choice(g, dt, kind, binv);
     int st = plan_create(d, kind, g, has_bias, mode,
                          wino ? dnnl_convolution_winograd : dnnl_convolution_direct, dt, &pl);
     if (st == MS_ERR_UNSUPPORTED && wino) { /* no Winograd kernel for this case: direct */
@@ -309,6 +327,17 @@ static int fmt_for(const ms_conv_geom *g, int kind, dnnl_data_type_t dt) {
   return fmt_mode(g, kind);
 }
 
+/* Batch invariance: Winograd forward and backward-data run one sample at a time (a plan for
+ * minibatch 1), so the schedule never depends on the batch. Returns the number of calls (1: one
+ * batched call) and sets *g1 to the geometry to plan. */
+static int64_t per_sample(const ms_context *ctx, const ms_conv_geom *g, dnnl_data_type_t dt,
+                          int kind, ms_conv_geom *g1) {
+  *g1 = *g;
+  if (!ctx->batch_invariant || g->n <= 1 || !algo_choice(g, dt, kind, 1)) return 1;
+  g1->n = 1;
+  return g->n;
+}
+
 int ms_cpu_conv2d_fwd_dnnl(ms_context *ctx, const ms_conv_geom *g, const ms_tensor *x,
                            const ms_tensor *w, const ms_tensor *b, ms_tensor *y) {
   dnnl_data_type_t dt = dnnl_f32;
@@ -316,11 +345,18 @@ int ms_cpu_conv2d_fwd_dnnl(ms_context *ctx, const ms_conv_geom *g, const ms_tens
   if (st) return st;
   ms_dnnl *d;
   conv_plan *pl;
+  ms_conv_geom g1;
+  int64_t calls = per_sample(ctx, g, dt, KIND_FWD, &g1), es = ms_dtype_size(x->dtype);
   st = ms_dnnl_get(ctx, &d);
-  if (!st) st = plan_get(d, KIND_FWD, g, b != NULL, fmt_for(g, KIND_FWD, dt), dt, &pl);
-  if (st) return st;
-  void *ptr[3] = {ms_data(x), ms_data(w), ms_data(y)};
-  return plan_run(d, pl, ptr, b ? ms_data(b) : NULL, 0, 0, "conv2d");
+  if (!st)
+    st = plan_get(d, KIND_FWD, &g1, b != NULL, fmt_for(&g1, KIND_FWD, dt), dt, ctx->batch_invariant,
+                  &pl);
+  for (int64_t i = 0; i < calls && !st; i++) {
+    void *ptr[3] = {(char *)ms_data(x) + i * g1.c * g1.h * g1.w * es, ms_data(w),
+                    (char *)ms_data(y) + i * g1.o * g1.oh * g1.ow * es};
+    st = plan_run(d, pl, ptr, b ? ms_data(b) : NULL, 0, 0, "conv2d");
+  }
+  return st;
 }
 
 int ms_cpu_conv2d_bwd_dnnl(ms_context *ctx, const ms_conv_geom *g, const ms_tensor *gy,
@@ -333,15 +369,24 @@ int ms_cpu_conv2d_bwd_dnnl(ms_context *ctx, const ms_conv_geom *g, const ms_tens
   ms_dnnl *d;
   conv_plan *pd = NULL, *pw = NULL;
 
+  int binv = ctx->batch_invariant;
+  ms_conv_geom g1;
+  int64_t calls = per_sample(ctx, g, dt, KIND_BWD_DATA, &g1), es = ms_dtype_size(x->dtype);
   st = ms_dnnl_get(ctx, &d);
-  if (!st && dx) st = plan_get(d, KIND_BWD_DATA, g, 0, fmt_for(g, KIND_BWD_DATA, dt), dt, &pd);
-  if (!st && dw) st = plan_get(d, KIND_BWD_W, g, db != NULL, fmt_for(g, KIND_BWD_W, dt), dt, &pw);
+  if (!st && dx)
+    st = plan_get(d, KIND_BWD_DATA, &g1, 0, fmt_for(&g1, KIND_BWD_DATA, dt), dt, binv, &pd);
+  if (!st && dw)
+    st = plan_get(d, KIND_BWD_W, g, db != NULL, fmt_for(g, KIND_BWD_W, dt), dt, binv, &pw);
   if (st) return st;
   int have_gy = 0;
   if (pd) {
-    void *ptr[3] = {ms_data(gy), ms_data(w), ms_data(dx)};
-    if ((st = plan_run(d, pd, ptr, NULL, 0, 0, op))) return st;
-    have_gy = pd->inner[0] != NULL;
+    for (int64_t i = 0; i < calls; i++) {
+      void *ptr[3] = {(char *)ms_data(gy) + i * g1.o * g1.oh * g1.ow * es, ms_data(w),
+                      (char *)ms_data(dx) + i * g1.c * g1.h * g1.w * es};
+      if ((st = plan_run(d, pd, ptr, NULL, 0, 0, op))) return st;
+    }
+    /* per sample, the reordered diff_dst left behind is the last sample's only */
+    have_gy = calls == 1 && pd->inner[0] != NULL;
   }
   if (pw) {
     /* diff_dst, reordered by backward-data into SLOT_DST, is reused when the formats agree. */

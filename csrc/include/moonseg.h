@@ -90,6 +90,13 @@ int ms_context_new(ms_context **out);
 void ms_context_free(ms_context *ctx);
 int ms_context_set_num_threads(ms_context *ctx, int num_threads);
 int ms_context_num_threads(const ms_context *ctx);
+/* Batch invariance (on by default): each sample's forward output and input gradient do not
+ * depend on the rest of its batch, so N workers x B train like 1 x N*B up to summation order.
+ * CPU: 3x3 forward and backward-data convolutions run direct on small inputs and Winograd one
+ * sample at a time on larger ones (batched Winograd's result for a sample changes with the
+ * minibatch). Off: batched Winograd where eligible. */
+int ms_context_set_batch_invariant(ms_context *ctx, int on);
+int ms_context_batch_invariant(const ms_context *ctx);
 
 /* ---- random --------------------------------------------------------------- */
 /* One Philox4x32-10 block: key = seed, counter = (ctr_lo, ctr_hi). */

@@ -175,7 +175,7 @@ function dist.init_process_group(o)
   end
   local timeout = o.timeout or 300
   local g = { rank = e.rank, world_size = e.world_size, local_rank = e.local_rank, timeout = timeout,
-    master_addr = e.master_addr, master_port = e.master_port }
+    master_addr = e.master_addr, master_port = e.master_port, groups = {} }
   local ok, err = pcall(function()
     if o.store then
       g.store = o.store
@@ -218,6 +218,7 @@ function dist.destroy_process_group()
   if not group then return end
   local g = group
   group = nil
+  for _, sub in ipairs(g.groups) do sub:destroy() end
   ffi.gc(g.comm, nil)
   C.ms_comm_free(g.comm)
   if g.own_store then
@@ -240,22 +241,64 @@ function dist.destroy_process_group()
   if g.server then g.server:stop() end
 end
 
+-- ---- further groups ----------------------------------------------------------------------
+local Group = {}
+Group.__index = Group
+
+-- dist.new_group() -> a second communicator over all ranks (a collective: every rank calls it,
+-- in the same order). It has its own ring and communication thread, so its collectives never
+-- queue behind the default group's nor delay them: data parallel sends its gradient buckets on
+-- one while SyncBatchNorm's small blocking all-reduces go on the default group. Pass it as the
+-- group argument of all_reduce / all_reduce_async / broadcast / barrier.
+function dist.new_group()
+  local g = need_group("new_group")
+  local p = ffi.new("ms_comm*[1]")
+  check(C.ms_comm_init_cpu(sh(g.store), g.rank, g.world_size, ms_of(g.timeout), p))
+  local s = setmetatable({ comm = ffi.gc(p[0], C.ms_comm_free), rank = g.rank, world_size = g.world_size }, Group)
+  g.groups[#g.groups + 1] = s
+  return s
+end
+function Group:destroy()
+  if self.comm then
+    ffi.gc(self.comm, nil)
+    C.ms_comm_free(self.comm)
+    self.comm = nil
+  end
+end
+-- The communicator of group (a dist.new_group() result) or of the default group.
+local function comm_of(group_arg, op)
+  if group_arg == nil then return need_group(op).comm end
+  if getmetatable(group_arg) ~= Group or not group_arg.comm then
+    error("dist." .. op .. ": group must be a live dist.new_group() result", 3)
+  end
+  return group_arg.comm
+end
+
+-- Blocking collectives made so far and the seconds spent in them (SyncBatchNorm's statistics,
+-- the loss's valid-pixel count): data parallel's report shows them per step.
+dist.blocking = { calls = 0, seconds = 0 }
+local now = C.ms_time_now
+local function timed(st, t0)
+  local b = dist.blocking
+  b.calls, b.seconds = b.calls + 1, b.seconds + (now() - t0)
+  return check(st)
+end
+
 local function th(t, op)
   if not T.is_tensor(t) then error("dist." .. op .. ": expected a tensor, got " .. type(t), 3) end
   return T.handle(t)
 end
 
 -- In place: every rank ends with the same (bit-identical) reduction.
-function dist.all_reduce(t, op)
-  local g = need_group("all_reduce")
-  check(C.ms_comm_all_reduce(g.comm, th(t, "all_reduce"), op_code(op)))
+function dist.all_reduce(t, op, group_arg)
+  local c, h, o, t0 = comm_of(group_arg, "all_reduce"), th(t, "all_reduce"), op_code(op), now()
+  timed(C.ms_comm_all_reduce(c, h, o), t0)
   return t
 end
 
 -- In place from root (a 0-based rank id).
-function dist.broadcast(t, root)
-  local g = need_group("broadcast")
-  check(C.ms_comm_broadcast(g.comm, th(t, "broadcast"), root or 0))
+function dist.broadcast(t, root, group_arg)
+  check(C.ms_comm_broadcast(comm_of(group_arg, "broadcast"), th(t, "broadcast"), root or 0))
   return t
 end
 
@@ -265,7 +308,8 @@ function dist.all_gather_into_tensor(t)
   local shape = t:size()
   table.insert(shape, 1, g.world_size)
   local out = T.M.empty(shape, { dtype = t.dtype, device = t.device })
-  check(C.ms_comm_all_gather(g.comm, th(t, "all_gather"), T.handle(out)))
+  local h, t0 = th(t, "all_gather"), now()
+  timed(C.ms_comm_all_gather(g.comm, h, T.handle(out)), t0)
   return out
 end
 
@@ -293,8 +337,8 @@ function dist.reduce_scatter(x, op)
   return out
 end
 
-function dist.barrier()
-  check(C.ms_comm_barrier(need_group("barrier").comm))
+function dist.barrier(group_arg)
+  check(C.ms_comm_barrier(comm_of(group_arg, "barrier")))
 end
 
 -- ---- asynchronous work --------------------------------------------------------------------
@@ -311,14 +355,12 @@ function Work:wait(timeout)
 end
 function Work:is_completed() return C.ms_work_is_completed(self._h) == 1 end
 
-function dist.all_reduce_async(t, op)
-  local g = need_group("all_reduce_async")
-  check(C.ms_comm_all_reduce_async(g.comm, th(t, "all_reduce_async"), op_code(op), wp))
+function dist.all_reduce_async(t, op, group_arg)
+  check(C.ms_comm_all_reduce_async(comm_of(group_arg, "all_reduce_async"), th(t, "all_reduce_async"), op_code(op), wp))
   return work(wp[0], t)
 end
-function dist.broadcast_async(t, root)
-  local g = need_group("broadcast_async")
-  check(C.ms_comm_broadcast_async(g.comm, th(t, "broadcast_async"), root or 0, wp))
+function dist.broadcast_async(t, root, group_arg)
+  check(C.ms_comm_broadcast_async(comm_of(group_arg, "broadcast_async"), th(t, "broadcast_async"), root or 0, wp))
   return work(wp[0], t)
 end
 

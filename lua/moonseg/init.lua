@@ -31,6 +31,11 @@ end
 
 function ms.set_num_threads(n) L.check(L.C.ms_context_set_num_threads(L.ctx, n)) end
 function ms.get_num_threads() return L.C.ms_context_num_threads(L.ctx) end
+-- Batch invariance (on by default): a sample's results do not depend on the rest of its batch, so
+-- N workers x B train like 1 x N*B (CPU: no batched Winograd forward or backward-data convolution,
+-- whose per-sample result changes with the minibatch); off trades that for batched Winograd.
+function ms.set_batch_invariant(on) L.check(L.C.ms_context_set_batch_invariant(L.ctx, on and 1 or 0)) end
+function ms.get_batch_invariant() return L.C.ms_context_batch_invariant(L.ctx) == 1 end
 function ms.has_cuda() return L.C.ms_has_cuda() == 1 end
 function ms.build_info() return ffi.string(L.C.ms_build_info()) end
 

@@ -1,5 +1,6 @@
 """torch_allreduce.py MB REPS PORT: the PyTorch peer of ddp_bench.lua's all-reduce: 2 local
-processes, gloo, all_reduce of an MB MB float32 tensor; prints the median seconds of REPS."""
+processes, gloo, all_reduce of an MB MB float32 tensor; prints the median seconds of REPS, and
+the median latency of a 4 KB all_reduce (20 back to back, 5 * REPS times)."""
 import os
 import statistics
 import sys
@@ -23,8 +24,15 @@ def run(rank, mb, reps, port, q):
         t0 = time.perf_counter()
         dist.all_reduce(t)
         times.append(time.perf_counter() - t0)
+    small, lat = torch.ones(1024), []
+    for _ in range(5 * reps):
+        dist.barrier()
+        t0 = time.perf_counter()
+        for _ in range(20):
+            dist.all_reduce(small)
+        lat.append((time.perf_counter() - t0) / 20)
     if rank == 0:
-        q.put(statistics.median(times))
+        q.put((statistics.median(times), statistics.median(lat)))
     dist.destroy_process_group()
 
 
@@ -39,4 +47,4 @@ if __name__ == "__main__":
     for p in procs:
         p.join()
     print("TORCH", torch.__version__)
-    print("RESULT %.6f" % res)
+    print("RESULT %.6f SMALL %.7f" % res)

@@ -65,11 +65,56 @@ local ok, err = pcall(function()
       master_port = port, timeout = timeout, start_store = false }
   end
   res.rank, res.world = dist.get_rank(), dist.get_world_size()
+  if mode == "lanes" then
+    -- a second group carries many asynchronous all-reduces in flight while blocking ones run
+    -- on the default group (inline on this thread when its queue is idle) and on the second
+    -- (queued behind the asynchronous ones). Integer-valued floats: every sum is exact.
+    local g2 = dist.new_group()
+    local sizes = { 1, 3, 1000, 4097, 262147, 1000003, 2 * 1048576 + 5 }
+    local work, bufs = {}, {}
+    for k, n in ipairs(sizes) do
+      -- element i of rank r: (r + 1) * (i + k), i 0-based: sums below 2^24, exact in f32 too
+      local t = ms.arange(0, n, { dtype = "f64" }):add(k):mul(rank + 1)
+      bufs[k] = k % 2 == 0 and t:to("f32") or t
+      work[k] = dist.all_reduce_async(bufs[k], "sum", g2)
+    end
+    local small = {}
+    for j = 1, 50 do
+      local s = ms.full({ 5 }, (rank + 1) * j, { dtype = "f32" })
+      dist.all_reduce(s, "sum")
+      small[j] = s:tolist()
+    end
+    res.small = small
+    local behind = ms.full({ 7 }, rank + 1, { dtype = "i64" })
+    dist.all_reduce(behind, "max", g2)
+    res.behind = behind:tolist()
+    res.exact, res.hashes = {}, {}
+    for k, n in ipairs(sizes) do
+      work[k]:wait(timeout)
+      local want = ms.arange(0, n, { dtype = "f64" }):add(k):mul(world * (world + 1) / 2)
+      res.exact[k] = bufs[k]:to("f64"):eq(want):all():item()
+      res.hashes[k] = hash(bufs[k])
+    end
+    res.bad_group = select(2, pcall(dist.all_reduce, ms.ones(2), "sum", {}))
+    g2:destroy()
+    res.destroyed = select(2, pcall(dist.all_reduce, ms.ones(2), "sum", g2))
+    dist.barrier()
+    dist.destroy_process_group()
+    return
+  end
   if mode == "skip" then
     local x = input(4, "f32", rank)
     dist.all_reduce(x)
     res.first = x:tolist()
     local store = dist.get_store()
+    local g2 = dist.new_group()
+    if rank ~= world - 1 then
+      -- rank world - 1 skips an asynchronous all-reduce on the second group: the error names it
+      local t0 = ms.time()
+      local w = dist.all_reduce_async(input(4, "f32", rank), "sum", g2)
+      local ok2, e2 = pcall(w.wait, w)
+      res.async_ok, res.async_err, res.async_elapsed = ok2, tostring(e2), ms.time() - t0
+    end
     if rank == world - 1 then
       -- skips the second collective; leaves once the others have failed
       store:wait("test/release", 20)

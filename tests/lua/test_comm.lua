@@ -127,10 +127,41 @@ H.case("a rank that skips a collective: the others fail within the timeout namin
       H.fast(x.elapsed, 3, "rank " .. r .. "'s collective")
       H.eq(x.third_ok, false, "the communicator stays broken")
       if not x.third_err:find("broken", 1, true) then error(x.third_err) end
+      H.eq(x.async_ok, false, "rank " .. r .. " must fail the asynchronous all_reduce rank 2 skipped")
+      for _, frag in ipairs { "all_reduce", "seq 1", "rank " .. r .. " of 3", "have not reached seq 1: 2" } do
+        if not x.async_err:find(frag, 1, true) then error("message lacks '" .. frag .. "': " .. x.async_err) end
+      end
+      H.within(x.async_elapsed, 2, "rank " .. r .. "'s asynchronous collective")
     end
   end)
   srv:stop()
   assert(ok, err)
+end)
+
+H.case("a second group: asynchronous all-reduces in flight (sizes 1 .. 2M+5) while blocking ones run on both groups; exact sums", function()
+  for _, W in ipairs { 2, 3 } do
+    local srv = dist.Store.server { host = "127.0.0.1", port = 0 } -- fresh keys for each world
+    local ok, err = pcall(function()
+      local res = spawn("lanes", W, srv:port())
+      for r = 0, W - 1 do
+        local x = res[r]
+        H.eq(x.ok, true, "rank " .. r .. " failed: " .. tostring(x.err))
+        for j = 1, 50 do
+          local s = j * W * (W + 1) / 2
+          H.same_list(x.small[j], { s, s, s, s, s }, "blocking all_reduce " .. j .. " on the default group")
+        end
+        H.same_list(x.behind, { W, W, W, W, W, W, W }, "blocking max queued behind the asynchronous work")
+        for k = 1, 7 do
+          H.eq(x.exact[k], true, "all_reduce " .. k .. " exact on rank " .. r)
+          H.eq(x.hashes[k], res[0].hashes[k], "bit-identical across ranks")
+        end
+        if not x.bad_group:find("group must be a live dist.new_group() result", 1, true) then error(x.bad_group) end
+        if not x.destroyed:find("group must be a live", 1, true) then error(x.destroyed) end
+      end
+    end)
+    srv:stop()
+    assert(ok, err)
+  end
 end)
 
 -- ---- one process: a world of one, argument errors, environment -------------------------

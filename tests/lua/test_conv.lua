@@ -265,6 +265,51 @@ H.case("empty batch and method form", function()
   H.near(flat_of(p), { 4, 6, 4, 6, 9, 6, 4, 6, 4 }, 1e-7)
 end)
 
+H.case("batch invariance (default): a sample's forward and input gradient do not depend on its batch", function()
+  H.eq(ms.get_batch_invariant(), true, "on by default")
+  -- 256 channels at 8x8: batched Winograd gave sample 1 a different forward result at batch 4
+  -- than at batch 1 (rel. 1.4e-6); invariant convolutions give the same bits: direct on small
+  -- inputs (8x8), Winograd one sample at a time on larger ones (32x32)
+  local rnd = H.rng(7)
+  for _, sh in ipairs { { 256, 8 }, { 32, 32 } } do
+    local C, S = sh[1], sh[2]
+    local x = H.rand_tensor(rnd, { 4, C, S, S }, "f32")
+    local w = H.rand_tensor(rnd, { C, C, 3, 3 }, "f32") * 0.05
+    local gy = H.rand_tensor(rnd, { 4, C, S, S }, "f32")
+    local function run(n)
+      local xi = x:narrow(1, 1, n):contiguous():requires_grad_()
+      local y = F.conv2d(xi, w, nil, { padding = 1 })
+      y:backward(gy:narrow(1, 1, n):contiguous())
+      return y, xi.grad
+    end
+    for _, th in ipairs { 1, 2 } do
+      ms.set_num_threads(th)
+      local y1, g1 = run(1)
+      for _, n in ipairs { 2, 4 } do
+        local yn, gn = run(n)
+        local what = string.format(" of sample %%d at batch %d, %d thread(s), %d channels %dx%d", n, th, C, S, S)
+        H.same_list(H.flat(yn:narrow(1, 1, 1)), H.flat(y1), string.format("forward" .. what, 1))
+        H.same_list(H.flat(gn:narrow(1, 1, 1)), H.flat(g1), string.format("input gradient" .. what, 1))
+        if n == 4 then -- the last sample too (the per-sample loop's offsets)
+          local x4 = x:narrow(1, 4, 1):contiguous():requires_grad_()
+          local y4 = F.conv2d(x4, w, nil, { padding = 1 })
+          y4:backward(gy:narrow(1, 4, 1):contiguous())
+          H.same_list(H.flat(yn:narrow(1, 4, 1)), H.flat(y4), string.format("forward" .. what, 4))
+          H.same_list(H.flat(gn:narrow(1, 4, 1)), H.flat(x4.grad), string.format("input gradient" .. what, 4))
+        end
+      end
+    end
+    ms.set_batch_invariant(false)
+    H.eq(ms.get_batch_invariant(), false)
+    local y = F.conv2d(x, w, nil, { padding = 1 }) -- Winograd where eligible: still a convolution
+    local ref = F.conv2d(x:to("f64"), w:to("f64"), nil, { padding = 1 })
+    local d = y:to("f64") - ref
+    local rel = math.sqrt((d * d):sum():item() / (ref * ref):sum():item())
+    if not (rel < 1e-5) then error(string.format("non-invariant conv: rel. error %.2e vs f64", rel)) end
+    ms.set_batch_invariant(true)
+  end
+end)
+
 H.case("bad inputs name the op and the shapes", function()
   local x = ms.zeros({ 2, 3, 8, 8 })
   H.raises(function() F.conv2d(x, ms.zeros({ 4, 2, 3, 3 })) end, "conv2d", "channel mismatch",

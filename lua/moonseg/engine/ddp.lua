@@ -258,21 +258,27 @@ end
 local DDP = {}
 DDP.__index = DDP
 
--- wrap(model, {bucket_mb = 25, broadcast = true, log_every = nil}) -> ddp. Broadcasts rank 0's
--- parameters and buffers, assigns parameters to buckets (reverse parameter order: the last
--- parameters' gradients are ready first) and hooks them. ddp:sync() (cfg.grad_sync) must run
--- after every backward, before the optimizer step.
+-- wrap(model, {bucket_mb = 25, first_bucket_mb = 1, broadcast = true, log_every = nil}) -> ddp.
+-- Broadcasts rank 0's parameters and buffers, assigns parameters to buckets (reverse parameter
+-- order: the last parameters' gradients are ready first; the first bucket small, as PyTorch's, so
+-- communication starts early in backward) and hooks them. The buckets travel on their own
+-- communicator (dist.new_group), so SyncBatchNorm's blocking all-reduces in backward never wait
+-- behind a 25 MB bucket. ddp:sync() (cfg.grad_sync) must run after every backward, before the
+-- optimizer step.
 function M.wrap(model, o)
   o = o or {}
   local self = setmetatable({ model = model, buckets = {}, log_every = o.log_every, steps = 0,
     acc = { total = 0, exposed = 0, bytes = 0, early = 0, n = 0 } }, DDP)
+  self.blocking_mark = { calls = dist.blocking.calls, seconds = dist.blocking.seconds }
   if o.broadcast ~= false then
     ms.no_grad(function()
       for _, kv in ipairs(model:named_parameters()) do dist.broadcast(kv[2], 0) end
       for _, kv in ipairs(model:named_buffers()) do dist.broadcast(kv[2], 0) end
     end)
   end
+  if dist.is_initialized() and dist.get_world_size() > 1 then self.group = dist.new_group() end
   local cap = math.max(1, math.floor((o.bucket_mb or 25) * 1024 * 1024))
+  local first_cap = math.min(cap, math.max(1, math.floor((o.first_bucket_mb or 1) * 1024 * 1024)))
   local params = {}
   for _, p in ipairs(model:parameters()) do if p.requires_grad then params[#params + 1] = p end end
   local cur
@@ -280,7 +286,7 @@ function M.wrap(model, o)
     local p = params[i]
     local nbytes = p:numel() * tonumber(ms.lib.C.ms_dtype_size(p:dtype_code()))
     -- a bucket holds one dtype on one device (the flat buffer lives where its params do)
-    if not cur or cur.dtype ~= p:type() or cur.device ~= p:device_str() or (cur.bytes > 0 and cur.bytes + nbytes > cap) then
+    if not cur or cur.dtype ~= p:type() or cur.device ~= p:device_str() or (cur.bytes > 0 and cur.bytes + nbytes > (#self.buckets == 1 and first_cap or cap)) then
       cur = { dtype = p:type(), device = p:device_str(), bytes = 0, numel = 0, params = {}, offsets = {} }
       self.buckets[#self.buckets + 1] = cur
     end
@@ -311,7 +317,7 @@ end
 
 function DDP:_launch(b)
   if not self.t_first then self.t_first = ms.time() end
-  b.work = dist.all_reduce_async(b.flat, "avg")
+  b.work = dist.all_reduce_async(b.flat, "avg", self.group)
 end
 
 -- Gradient-ready hook: copy into the bucket; launch the buckets that are full, in order.
@@ -335,7 +341,8 @@ function DDP:_ready(bi, j, p)
 end
 
 -- cfg.grad_sync: launches what backward did not (parameters without a gradient count as
--- zero), waits for every bucket and writes the averaged gradients back.
+-- zero), waits for every bucket and hands each parameter its averaged gradient as a view of the
+-- bucket (PyTorch's gradient_as_bucket_view: no copy back; the optimizer's zero_grad drops it).
 function DDP:sync()
   local t_sync = ms.time()
   for k = self.next_launch, #self.buckets do
@@ -346,9 +353,7 @@ function DDP:sync()
   ms.no_grad(function()
     for _, b in ipairs(self.buckets) do
       b.work:wait()
-      for j, p in ipairs(b.params) do
-        if p.grad ~= nil and b.got[j] then p.grad:copy_(b.views[j]) else p.grad = b.views[j]:clone() end
-      end
+      for j, p in ipairs(b.params) do p.grad = b.views[j] end
     end
   end)
   local t_end = ms.time()
@@ -368,11 +373,16 @@ function DDP:report()
   local bytes = 0
   for _, b in ipairs(self.buckets) do bytes = bytes + b.bytes end
   local hidden = a.total > 0 and math.max(0, 1 - a.exposed / a.total) or 0
+  local bl = dist.blocking
+  local bc, bs = bl.calls - self.blocking_mark.calls, bl.seconds - self.blocking_mark.seconds
+  self.blocking_mark = { calls = bl.calls, seconds = bl.seconds }
   local s = string.format("[DDP] %d buckets (%.2f MB); all-reduce %.1f ms/step from first launch, %.1f ms/step " ..
-    "waited in grad_sync: %.0f%% hidden behind backward; %.1f of %d buckets launched during backward",
-    #self.buckets, bytes / 1048576, a.total / n * 1000, a.exposed / n * 1000, hidden * 100, a.early / n, #self.buckets)
+    "waited in grad_sync: %.0f%% hidden behind backward; %.1f of %d buckets launched during backward; " ..
+    "%.0f blocking collectives/step (SyncBatchNorm, loss) %.1f ms/step",
+    #self.buckets, bytes / 1048576, a.total / n * 1000, a.exposed / n * 1000, hidden * 100, a.early / n, #self.buckets,
+    bc / n, bs / n * 1000)
   self.last = { total = a.total / n, exposed = a.exposed / n, hidden = hidden, early = a.early / n,
-    buckets = #self.buckets }
+    buckets = #self.buckets, blocking_calls = bc / n, blocking = bs / n }
   self.acc = { total = 0, exposed = 0, bytes = 0, early = 0, n = 0 }
   return s
 end
