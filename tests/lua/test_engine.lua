@@ -149,6 +149,15 @@ H.case("recipe flags: --help, unknown flags and bad values", function()
   assert(rc ~= 0 and out:find(tmp .. "/missing", 1, true), out)
 end)
 
+H.case("recipe flags: --batch_invariant sets the context's convolution policy", function()
+  local recipe = require "moonseg.engine.recipe"
+  assert(ms.get_batch_invariant(), "batch invariance is on by default")
+  recipe.parse({}, { "--batch_invariant", "false" }, "t")
+  H.eq(ms.get_batch_invariant(), false)
+  recipe.parse({}, {}, "t")
+  H.eq(ms.get_batch_invariant(), true)
+end)
+
 H.case("the recipe on a PaddleSeg-format data set, then val.lua with augmentation", function()
   datasets() -- a PaddleSeg-format set on disk: use it through --dataset_root
   local root = io.popen("ls -d " .. data_dir .. "/synthetic_*"):read("*l")

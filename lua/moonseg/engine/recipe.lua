@@ -37,6 +37,8 @@ function M.spec(d)
     { "threads", "int", nil, "CPU threads (default: all cores; launched workers: cores / workers per node)", min = 1 },
     { "log_dir", "string", nil, "also append the log to log_dir/train.log (launching: workerlog.N, default log)" },
     { "skip_bad", "bool", false, "skip unreadable or invalid samples (logged, counted) instead of stopping" },
+    { "batch_invariant", "bool", true, "convolutions give each sample the same result at any batch size " ..
+      "(N workers x B = 1 x N*B); false: batched Winograd, faster on large crops" },
   }
   for _, f in ipairs(d.extra_flags or {}) do spec[#spec + 1] = f end -- a recipe's own flags
   -- [distributed] the launch and data-parallel flags (engine/launch.lua)
@@ -87,6 +89,7 @@ function M.parse(defaults, argv, prog, extra)
     end
   end
   if cfg.threads then ms.set_num_threads(cfg.threads) end
+  ms.set_batch_invariant(cfg.batch_invariant ~= false)
   return cfg
 end
 
