@@ -21,6 +21,18 @@ function H.case(name, fn)
   end
 end
 
+-- Collects until a full collection frees no more tensor memory: garbage reachable only from
+-- a finalizer goes in a later cycle, and a memory-pressure collection (tensor.lua) could
+-- otherwise free it in the middle of a measurement.
+function H.settle_memory()
+  local ms = require "moonseg"
+  local a
+  repeat
+    a = ms.memory_stats().allocated
+    collectgarbage()
+  until ms.memory_stats().allocated >= a
+end
+
 function H.eq(a, b, msg)
   if a ~= b then error((msg or "values differ") .. ": got " .. fmt(a) .. ", want " .. fmt(b), 2) end
 end

@@ -152,7 +152,7 @@ H.case("peak tensor memory drops with with_cp, whenever the collector runs", fun
     local m = nn.Sequential(unpack(blocks))
     local x = ms.randn(2, 8, 32, 32)
     m(x):sum():backward() -- the parameters' gradients exist from here on
-    collectgarbage()
+    H.settle_memory()
     collectgarbage("stop")
     ms.reset_peak_memory()
     local base = ms.memory_stats().allocated
@@ -184,11 +184,11 @@ local function model_step(build, with_cp, shape)
   loss_of(m(x)):backward()
   local grads = {}
   for i, p in ipairs(m:parameters()) do grads[i] = p.grad and H.values(p.grad) or false end
-  collectgarbage()
+  H.settle_memory()
   ms.reset_peak_memory()
   local base = ms.memory_stats().allocated
   local loss = loss_of(m(x))
-  collectgarbage()
+  H.settle_memory()
   local held = ms.memory_stats().allocated - base -- what the graph keeps for backward
   loss:backward()
   return m, grads, ms.memory_stats().peak - base, held

@@ -104,12 +104,12 @@ H.case("with_cp: the same loss and gradients, BN statistics moved once, less mem
     m.head.spatial_ocr.conv1x1:get(2).p = 0
     local x = ms.empty({ 2, 3, 64, 64 })
     MG.fill("input", x)
-    collectgarbage()
+    H.settle_memory()
     local base = ms.memory_stats().allocated
     local outs = m(x)
     local target = MG.label { 2, 64, 64 }
     local loss = F.cross_entropy(outs[1], target) + F.cross_entropy(outs[2], target) * 0.4
-    collectgarbage()
+    H.settle_memory()
     local held = ms.memory_stats().allocated - base
     loss:backward()
     local sd = m:state_dict()

@@ -138,11 +138,11 @@ H.case("with_cp: the same loss and gradients (DropPath masks replayed), less mem
     m.dropout.p = 0
     local x = ms.empty({ 2, 3, 128, 128 })
     MG.fill("input", x)
-    collectgarbage()
+    H.settle_memory()
     local base = ms.memory_stats().allocated
     ms.manual_seed(9) -- the same drop-path draws in both runs
     local loss = F.cross_entropy(m(x)[1], MG.label { 2, 128, 128 })
-    collectgarbage()
+    H.settle_memory()
     local held = ms.memory_stats().allocated - base
     loss:backward()
     local sd = m:state_dict()

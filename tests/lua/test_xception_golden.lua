@@ -90,11 +90,11 @@ H.case("f64 eval logits, train logits, loss, gradients, running mean = PyTorch t
   -- a second step of each: tensor bytes the graph holds after the forward, and the step's peak
   -- above that baseline (gradients exist already), drop with with_cp
   local function step_memory(model)
-    collectgarbage()
+    H.settle_memory()
     ms.reset_peak_memory()
     local base = ms.memory_stats().allocated
     local l = ms.losses.CrossEntropyLoss { ignore_index = 255 }(model(x)[1], label)
-    collectgarbage()
+    H.settle_memory()
     local held = ms.memory_stats().allocated - base
     l:backward()
     return held, ms.memory_stats().peak - base
