@@ -370,6 +370,16 @@ function M.run(cfg, argv, o)
     end
     return false
   end
+  -- Moves the first worker that failed first-hand (not knocked down by another) to the front.
+  local function cause_first(failures)
+    for i, w in ipairs(failures) do
+      if not is_follower(w) then
+        table.remove(failures, i)
+        table.insert(failures, 1, w)
+        return
+      end
+    end
+  end
   local failed, failures = nil, {}
   if not ok then failed = { spawn_error = err } end
   while not failed do
@@ -379,15 +389,7 @@ function M.run(cfg, argv, o)
       if not w.done and reap(w, WNOHANG) and w.status ~= 0 then failures[#failures + 1] = w end
       if not w.done then live = live + 1 end
     end
-    if #failures > 1 then -- several died together: name the cause, not the ranks it took down
-      for i, w in ipairs(failures) do
-        if not is_follower(w) then
-          table.remove(failures, i)
-          table.insert(failures, 1, w)
-          break
-        end
-      end
-    end
+    if #failures > 1 then cause_first(failures) end -- several died together: name the cause
     failed = failures[1]
     if live == 0 and not failed then
       while echo_fd >= 0 do pump(1000) end
@@ -416,13 +418,7 @@ function M.run(cfg, argv, o)
       if live == 0 then break end
       pump(100)
     end
-    for i, w in ipairs(failures) do
-      if not is_follower(w) then
-        table.remove(failures, i)
-        table.insert(failures, 1, w)
-        break
-      end
-    end
+    cause_first(failures)
     failed = failures[1]
   end
   -- stop the others: SIGTERM, then SIGKILL after the grace period
