@@ -123,6 +123,17 @@ H.case("--opts changes the merged config and wins over --iters/--batch_size/--le
   H.eq(out:find("--opts model.backbone.typo=STDC1: model.backbone.typo is not in the config", 1, true) ~= nil, true, out)
 end)
 
+H.case("--opts reaches every worker of a --nproc 2 launch (passed on as --opts=ITEM)", function()
+  -- a worker without the STDC1 override would build STDC2 and fail DDP's same-parameters check at start
+  local out, rc = sh(train .. " --opts model.backbone.type=STDC1 iters=2 --nproc 2 --log_iters 1 --seed 5 " ..
+    "--num_workers 0 --save_interval 2 --save_dir out_opts2 --log_dir out_opts2/log")
+  H.eq(rc, 0, out)
+  H.eq(out:match("iter: 2/(%d+)"), "2", out)
+  local sd = ms.load(tmp .. "/out_opts2/iter_2/model.safetensors")
+  H.eq(sd["backbone.features.7.conv_list.0.conv.weight"] ~= nil, true, "STDC1's 8 stages")
+  H.eq(sd["backbone.features.8.conv_list.0.conv.weight"], nil, "not STDC2's 14")
+end)
+
 H.case("recipes/train.lua --config with type: ADE20K trains one iteration on 150 classes and evaluates", function()
   Fx.ade20k(tmp .. "/data/ADEChallengeData2016")
   Fx.write(tmp .. "/configs/ade.yml", Fx.ade20k_config("data/ADEChallengeData2016"))
