@@ -92,10 +92,10 @@ static int algo_choice(const ms_conv_geom *g, dnnl_data_type_t dt, int kind, int
 }
 
 static void make_key(int64_t *key, int kind, const ms_conv_geom *g, int has_bias, int mode,
-                     dnnl_data_type_t dt, int binv) {
+                     dnnl_data_type_t dt, dnnl_data_type_t wdt, int binv) {
   memset(key, 0, sizeof(int64_t) * MS_DNNL_KEY_LEN);
   int64_t v[] = {kind + 16 * (int64_t)mode + 64 * (int64_t)algo_choice(g, dt, kind, binv) +
-                     256 * (int64_t)dt,
+                     256 * (int64_t)dt + 4096 * (int64_t)wdt,
                  g->n,
                  g->c,
                  g->h,
@@ -127,9 +127,12 @@ static void make_key(int64_t *key, int kind, const ms_conv_geom *g, int has_bias
 
 static const char *kind_name(int kind) { return kind == KIND_FWD ? "conv2d" : "conv2d_backward"; }
 
-/* Builds the plan for one kind of conv computation. */
+/* Builds the plan for one kind of conv computation: activations of type dt, the caller's weights,
+ * bias and their gradients of type wdt (dt, or f32 beside bf16: the weight reorders convert, and
+ * backward-weights writes f32). */
 static int plan_create(ms_dnnl *d, int kind, const ms_conv_geom *g, int has_bias, int mode,
-                       dnnl_alg_kind_t alg, dnnl_data_type_t dt, conv_plan **out) {
+                       dnnl_alg_kind_t alg, dnnl_data_type_t dt, dnnl_data_type_t wdt,
+                       conv_plan **out) {
   const char *op = kind_name(kind);
   int st = MS_OK;
   dnnl_primitive_desc_t hint = NULL, pd = NULL, rpd = NULL;
@@ -137,7 +140,7 @@ static int plan_create(ms_dnnl *d, int kind, const ms_conv_geom *g, int has_bias
   conv_plan *pl = calloc(1, sizeof *pl);
   if (!pl) return ms_fail(MS_ERR_OOM, "%s: out of host memory", op);
 
-  dnnl_memory_desc_t u_src, u_wei, u_dst, a_src, a_wei, a_dst, bmd;
+  dnnl_memory_desc_t u_src, u_wei, u_dst, a_src, a_wei, a_dwei, a_dst, bmd;
   dnnl_dims_t ds = {g->n, g->c, g->h, g->w}, dd = {g->n, g->o, g->oh, g->ow};
   dnnl_dims_t dw5 = {g->g, g->o / g->g, g->c / g->g, g->kh, g->kw};
   dnnl_dims_t dw4 = {g->o, g->c, g->kh, g->kw}, db = {g->o};
@@ -146,16 +149,18 @@ static int plan_create(ms_dnnl *d, int kind, const ms_conv_geom *g, int has_bias
   dnnl_format_tag_t wtag = g->g > 1 ? dnnl_goihw : dnnl_oihw;
   CK(dnnl_memory_desc_init_by_tag(&u_src, 4, ds, dt, dnnl_nchw));
   CK(dnnl_memory_desc_init_by_tag(&u_dst, 4, dd, dt, dnnl_nchw));
-  CK(dnnl_memory_desc_init_by_tag(&u_wei, wnd, wdims, dt, wtag));
-  CK(dnnl_memory_desc_init_by_tag(&bmd, 1, db, dt, dnnl_a));
+  CK(dnnl_memory_desc_init_by_tag(&u_wei, wnd, wdims, wdt, wtag));
+  CK(dnnl_memory_desc_init_by_tag(&bmd, 1, db, wdt, dnnl_a));
   if (mode == FMT_ANY) {
     CK(dnnl_memory_desc_init_by_tag(&a_src, 4, ds, dt, dnnl_format_tag_any));
     CK(dnnl_memory_desc_init_by_tag(&a_dst, 4, dd, dt, dnnl_format_tag_any));
     CK(dnnl_memory_desc_init_by_tag(&a_wei, wnd, wdims, dt, dnnl_format_tag_any));
+    CK(dnnl_memory_desc_init_by_tag(&a_dwei, wnd, wdims, wdt, dnnl_format_tag_any));
   } else {
     a_src = u_src;
     a_dst = u_dst;
-    a_wei = u_wei;
+    CK(dnnl_memory_desc_init_by_tag(&a_wei, wnd, wdims, dt, wtag));
+    a_dwei = u_wei;
   }
   dnnl_dims_t strides = {g->sh, g->sw}, dil = {g->dh - 1, g->dw - 1}, pl_ = {g->ph, g->pw};
   /* Right padding that makes oneDNN's output size formula land exactly on oh, ow. */
@@ -192,7 +197,7 @@ static int plan_create(ms_dnnl *d, int kind, const ms_conv_geom *g, int has_bias
       pl->slot[0] = SLOT_DST, pl->slot[1] = SLOT_WEI, pl->slot[2] = SLOT_SRC;
     } else {
       CK(dnnl_dilated_convolution_backward_weights_desc_init(
-          &cd, alg, &a_src, &a_wei, has_bias ? &bmd : NULL, &a_dst, strides, dil, pl_, pr_));
+          &cd, alg, &a_src, &a_dwei, has_bias ? &bmd : NULL, &a_dst, strides, dil, pl_, pr_));
       CK(dnnl_primitive_desc_create(&pd, &cd, attr, d->engine, hint));
       pl->inner_md[0] = *dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
       pl->inner_md[1] = *dnnl_primitive_desc_query_md(pd, dnnl_query_diff_dst_md, 0);
@@ -240,17 +245,17 @@ done:
 }
 
 static int plan_get(ms_dnnl *d, int kind, const ms_conv_geom *g, int has_bias, int mode,
-                    dnnl_data_type_t dt, int binv, conv_plan **out) {
+                    dnnl_data_type_t dt, dnnl_data_type_t wdt, int binv, conv_plan **out) {
   int64_t key[MS_DNNL_KEY_LEN];
-  make_key(key, kind, g, has_bias, mode, dt, binv);
+  make_key(key, kind, g, has_bias, mode, dt, wdt, binv);
   conv_plan *pl = ms_dnnl_cache_find(d, key);
   if (!pl) {
     int wino = algo_choice(g, dt, kind, binv);
     int st = plan_create(d, kind, g, has_bias, mode,
-                         wino ? dnnl_convolution_winograd : dnnl_convolution_direct, dt, &pl);
+                         wino ? dnnl_convolution_winograd : dnnl_convolution_direct, dt, wdt, &pl);
     if (st == MS_ERR_UNSUPPORTED && wino) { /* no Winograd kernel for this case: direct */
       ms_clear_error();
-      st = plan_create(d, kind, g, has_bias, mode, dnnl_convolution_direct, dt, &pl);
+      st = plan_create(d, kind, g, has_bias, mode, dnnl_convolution_direct, dt, wdt, &pl);
     }
     if (st) return st;
     ms_dnnl_cache_put(d, key, pl, plan_free);
@@ -310,13 +315,17 @@ done:
   return st;
 }
 
-/* oneDNN's type for x's dtype (f32 or bf16), or fails as unsupported. */
-static int dnnl_type(const ms_tensor *x, const char *op, dnnl_data_type_t *dt) {
-  if (x->dtype == MS_F32 || x->dtype == MS_BF16) {
+/* oneDNN's types for x's dtype (f32 or bf16) and w's (x's, or f32 beside bf16), or fails as
+ * unsupported. */
+static int dnnl_type(const ms_tensor *x, const ms_tensor *w, const char *op, dnnl_data_type_t *dt,
+                     dnnl_data_type_t *wdt) {
+  if ((x->dtype == MS_F32 || x->dtype == MS_BF16) && (w->dtype == x->dtype || w->dtype == MS_F32)) {
     *dt = x->dtype == MS_F32 ? dnnl_f32 : dnnl_bf16;
+    *wdt = w->dtype == MS_F32 ? dnnl_f32 : dnnl_bf16;
     return MS_OK;
   }
-  return ms_fail(MS_ERR_UNSUPPORTED, "%s: oneDNN path takes f32 or bf16, got %s", op, ms_desc(x));
+  return ms_fail(MS_ERR_UNSUPPORTED, "%s: oneDNN path takes f32 or bf16, got x %s, w %s", op,
+                 ms_desc(x), ms_desc(w));
 }
 
 /* bf16 runs the blocked layouts, where oneDNN has its avx512_core_bf16 kernels, except the
@@ -340,8 +349,8 @@ static int64_t per_sample(const ms_context *ctx, const ms_conv_geom *g, dnnl_dat
 
 int ms_cpu_conv2d_fwd_dnnl(ms_context *ctx, const ms_conv_geom *g, const ms_tensor *x,
                            const ms_tensor *w, const ms_tensor *b, ms_tensor *y) {
-  dnnl_data_type_t dt = dnnl_f32;
-  int st = dnnl_type(x, "conv2d", &dt);
+  dnnl_data_type_t dt = dnnl_f32, wdt = dnnl_f32;
+  int st = dnnl_type(x, w, "conv2d", &dt, &wdt);
   if (st) return st;
   ms_dnnl *d;
   conv_plan *pl;
@@ -349,8 +358,8 @@ int ms_cpu_conv2d_fwd_dnnl(ms_context *ctx, const ms_conv_geom *g, const ms_tens
   int64_t calls = per_sample(ctx, g, dt, KIND_FWD, &g1), es = ms_dtype_size(x->dtype);
   st = ms_dnnl_get(ctx, &d);
   if (!st)
-    st = plan_get(d, KIND_FWD, &g1, b != NULL, fmt_for(&g1, KIND_FWD, dt), dt, ctx->batch_invariant,
-                  &pl);
+    st = plan_get(d, KIND_FWD, &g1, b != NULL, fmt_for(&g1, KIND_FWD, dt), dt, wdt,
+                  ctx->batch_invariant, &pl);
   for (int64_t i = 0; i < calls && !st; i++) {
     void *ptr[3] = {(char *)ms_data(x) + i * g1.c * g1.h * g1.w * es, ms_data(w),
                     (char *)ms_data(y) + i * g1.o * g1.oh * g1.ow * es};
@@ -363,8 +372,8 @@ int ms_cpu_conv2d_bwd_dnnl(ms_context *ctx, const ms_conv_geom *g, const ms_tens
                            const ms_tensor *x, const ms_tensor *w, ms_tensor *dx, ms_tensor *dw,
                            ms_tensor *db) {
   const char *op = "conv2d_backward";
-  dnnl_data_type_t dt = dnnl_f32;
-  int st = dnnl_type(x, op, &dt);
+  dnnl_data_type_t dt = dnnl_f32, wdt = dnnl_f32;
+  int st = dnnl_type(x, w, op, &dt, &wdt);
   if (st) return st;
   ms_dnnl *d;
   conv_plan *pd = NULL, *pw = NULL;
@@ -374,9 +383,9 @@ int ms_cpu_conv2d_bwd_dnnl(ms_context *ctx, const ms_conv_geom *g, const ms_tens
   int64_t calls = per_sample(ctx, g, dt, KIND_BWD_DATA, &g1), es = ms_dtype_size(x->dtype);
   st = ms_dnnl_get(ctx, &d);
   if (!st && dx)
-    st = plan_get(d, KIND_BWD_DATA, &g1, 0, fmt_for(&g1, KIND_BWD_DATA, dt), dt, binv, &pd);
+    st = plan_get(d, KIND_BWD_DATA, &g1, 0, fmt_for(&g1, KIND_BWD_DATA, dt), dt, wdt, binv, &pd);
   if (!st && dw)
-    st = plan_get(d, KIND_BWD_W, g, db != NULL, fmt_for(g, KIND_BWD_W, dt), dt, binv, &pw);
+    st = plan_get(d, KIND_BWD_W, g, db != NULL, fmt_for(g, KIND_BWD_W, dt), dt, wdt, binv, &pw);
   if (st) return st;
   int have_gy = 0;
   if (pd) {

@@ -22,7 +22,10 @@ static int native_bf16(void) {
 ms_dtype ms_cpu_compute_dtype(const char *op, ms_dtype d) {
   if (d == MS_F64) return MS_F64;
   /* conv2d (forward, backward-data, backward-weights): bf16 natively through oneDNN.
-   * f16: no oneDNN f16 convolution without AVX512-FP16, so converted to f32 (F16C). */
+   * f16: no oneDNN f16 convolution without AVX512-FP16, so converted to f32 (F16C).
+   * "conv2d_f32_weights" (autocast's f32 weights beside bf16 activations) as well: oneDNN's weight
+   * reorder converts them to bf16 on the way into its blocked layout, and its bf16 backward-weights
+   * accumulates in f32 and writes f32 dw / db: no separate casts, no bf16 rounding of gradients. */
   if (d == MS_BF16 && !strncmp(op, "conv2d", 6) && native_bf16()) return MS_BF16;
   /* batch_norm (forward, backward): f16/bf16 loaded and stored as they are, f32 math and f32
    * statistics (the kernel converts rows in chunks): no f32 copies of the activations. */
