@@ -14,6 +14,7 @@ enum { KIND_FWD = 1, KIND_BWD_DATA = 2, KIND_BWD_W = 3 };
 enum { SLOT_SRC = 0, SLOT_WEI = 1, SLOT_DST = 2, SLOT_SCRATCH = 3 };
 /* Memory formats the primitive sees: blocked (format_tag_any + reorders) or the plain user ones. */
 enum { FMT_ANY = 0, FMT_PLAIN = 1 };
+enum { OWN_ACT = 1, OWN_DW = 2 };
 
 /* One oneDNN convolution primitive with its three tensors: two inputs, one output. */
 typedef struct conv_plan {
@@ -22,9 +23,10 @@ typedef struct conv_plan {
   dnnl_memory_t user[3], inner[3];
   dnnl_memory_desc_t inner_md[3];
   size_t inner_bytes[3];
-  /* 1: a bf16 activation between NCHW and nChw16c, reordered by reorder16.c (2.5-4x faster than
-   * oneDNN 2.6's reorder for bf16 here: 4x32x256x256 2.5 vs 5.7-7.6 ms, 4x64x128x128 0.8 vs 3.1 ms
-   * at one thread); dims16: its n, c, h*w */
+  /* Reorders of reorder16.c instead of oneDNN 2.6's, which were slow here. OWN_ACT: a bf16
+   * activation between NCHW and nChw16c (4x32x256x256 2.5 vs 5.7-7.6 ms, 4x64x128x128 0.8 vs 3.1
+   * ms at one thread); dims16: its n, c, h*w. OWN_DW: backward-weights' f32 gradient from
+   * ABcd16b16a to OIHW (PP-LiteSeg's, 2x256x256: about 2 vs 21 ms per step); dims16: o, i, kh*kw */
   int own[3];
   int64_t dims16[3][3];
   int arg[3], slot[3];
@@ -229,7 +231,14 @@ static int plan_create(ms_dnnl *d, int kind, const ms_conv_geom *g, int has_bias
     if (dt == dnnl_bf16 && user_md[i]->ndims == 4 && user_md[i] != &u_wei &&
         dnnl_memory_desc_init_by_tag(&m16, 4, ud, dnnl_bf16, dnnl_nChw16c) == dnnl_success &&
         dnnl_memory_desc_equal(&m16, &pl->inner_md[i])) {
-      pl->own[i] = 1;
+      pl->own[i] = OWN_ACT;
+      pl->dims16[i][0] = ud[0], pl->dims16[i][1] = ud[1], pl->dims16[i][2] = ud[2] * ud[3];
+      continue;
+    }
+    if (kind == KIND_BWD_W && i == 2 && wdt == dnnl_f32 && dt == dnnl_bf16 && wnd == 4 &&
+        dnnl_memory_desc_init_by_tag(&m16, 4, ud, dnnl_f32, dnnl_ABcd16b16a) == dnnl_success &&
+        dnnl_memory_desc_equal(&m16, &pl->inner_md[i])) {
+      pl->own[i] = OWN_DW;
       pl->dims16[i][0] = ud[0], pl->dims16[i][1] = ud[1], pl->dims16[i][2] = ud[2] * ud[3];
       continue;
     }
@@ -304,7 +313,7 @@ static int plan_run(ms_dnnl *d, int nt, conv_plan *pl, void *const ptr[3], void 
       m = pl->inner[i];
       int skip = (i == 0 && skip0) || (i == 1 && skip1);
       const int64_t *d16 = pl->dims16[i];
-      if (i < 2 && !skip && pl->own[i]) {
+      if (i < 2 && !skip && pl->own[i] == OWN_ACT) {
         ms_nchw_to_nc16(nt, buf, ptr[i], d16[0], d16[1], d16[2]);
       } else if (i < 2 && !skip) {
         dnnl_exec_arg_t ra[2] = {{DNNL_ARG_FROM, pl->user[i]}, {DNNL_ARG_TO, pl->inner[i]}};
@@ -327,8 +336,12 @@ static int plan_run(ms_dnnl *d, int nt, conv_plan *pl, void *const ptr[3], void 
   if (pl->inner[2] && pl->own[2]) {
     CK(dnnl_stream_wait(d->stream));
     void *buf = NULL;
+    const int64_t *d16 = pl->dims16[2];
     CK(dnnl_memory_get_data_handle(pl->inner[2], &buf));
-    ms_nc16_to_nchw(nt, ptr[2], buf, pl->dims16[2][0], pl->dims16[2][1], pl->dims16[2][2]);
+    if (pl->own[2] == OWN_ACT)
+      ms_nc16_to_nchw(nt, ptr[2], buf, d16[0], d16[1], d16[2]);
+    else
+      ms_oi16i16o_to_oihw(nt, ptr[2], buf, d16[0], d16[1], d16[2]);
   } else if (pl->inner[2]) {
     dnnl_exec_arg_t ra[2] = {{DNNL_ARG_FROM, pl->inner[2]}, {DNNL_ARG_TO, pl->user[2]}};
     if ((st = exec(pl->reorder[2], d, 2, ra, op))) return st;

@@ -1,4 +1,5 @@
-/* reorder16.c: 16-bit activations between NCHW and oneDNN's nChw16c (bf16 convolutions). */
+/* reorder16.c: oneDNN's 16-blocked layouts for bf16 convolutions: 16-bit activations between NCHW
+ * and nChw16c, f32 weight gradients from ABcd16b16a to OIHW. */
 #include "reorder16.h"
 
 #if defined(__AVX2__)
@@ -82,5 +83,24 @@ void ms_nc16_to_nchw(int nthreads, uint16_t *dst, const uint16_t *src, int64_t n
       for (; p < pe; p++)
         for (int64_t k = 0; k < nc; k++)
           out[k * hw + p] = in[p * 16 + k];
+    }
+}
+
+void ms_oi16i16o_to_oihw(int nthreads, float *dst, const float *src, int64_t o, int64_t i,
+                         int64_t khw) {
+  const int64_t ob = (o + 15) / 16, ib = (i + 15) / 16;
+#pragma omp parallel for num_threads(nthreads) schedule(static) collapse(2)
+  for (int64_t a = 0; a < ob; a++)
+    for (int64_t b = 0; b < ib; b++) {
+      /* one block: [khw][16 i][16 o], 1 KiB per pixel of the kernel; its output rows contiguous */
+      const float *blk = src + (a * ib + b) * khw * 256;
+      const int64_t no = o - a * 16 < 16 ? o - a * 16 : 16, ni = i - b * 16 < 16 ? i - b * 16 : 16;
+      for (int64_t oo = 0; oo < no; oo++)
+        for (int64_t ii = 0; ii < ni; ii++) {
+          float *out = dst + ((a * 16 + oo) * i + b * 16 + ii) * khw;
+          const float *in = blk + ii * 16 + oo;
+          for (int64_t p = 0; p < khw; p++)
+            out[p] = in[p * 256];
+        }
     }
 }

@@ -1,6 +1,6 @@
 /* test_reorder16.c: the bf16 conv reorders between NCHW and nChw16c against the layout's index
  * formula: odd channel counts (zero padding), pixel counts around the 16-wide transposes and the
- * 1024-pixel tiles, one and two threads. */
+ * 1024-pixel tiles, one and two threads; f32 weight gradients from ABcd16b16a. */
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -35,7 +35,30 @@ static void one(int nt, int64_t n, int64_t c, int64_t hw) {
   free(x), free(b), free(y);
 }
 
+/* weight gradients: [ceil(o/16), ceil(i/16), khw, 16 i, 16 o] -> [o, i, khw] */
+static void one_dw(int nt, int64_t o, int64_t i, int64_t khw) {
+  int64_t ob = (o + 15) / 16, ib = (i + 15) / 16, nb = ob * ib * khw * 256;
+  float *b = malloc(sizeof *b * (size_t)nb), *y = malloc(sizeof *y * (size_t)(o * i * khw));
+  for (int64_t k = 0; k < nb; k++)
+    b[k] = (float)k;
+  ms_oi16i16o_to_oihw(nt, y, b, o, i, khw);
+  int bad = 0;
+  for (int64_t a = 0; a < o; a++)
+    for (int64_t c = 0; c < i; c++)
+      for (int64_t p = 0; p < khw; p++)
+        bad += y[(a * i + c) * khw + p] !=
+               b[(((a / 16) * ib + c / 16) * khw + p) * 256 + (c % 16) * 16 + a % 16];
+  CHECK(bad == 0);
+  free(b), free(y);
+}
+
 int main(void) {
+  const int64_t os[] = {16, 19, 32, 40}, is[] = {3, 16, 24, 64}, khws[] = {1, 9, 25};
+  for (int nt = 1; nt <= 2; nt++)
+    for (size_t a = 0; a < 4; a++)
+      for (size_t c = 0; c < 4; c++)
+        for (size_t k = 0; k < 3; k++)
+          one_dw(nt, os[a], is[c], khws[k]);
   const int64_t cs[] = {1, 8, 16, 19, 32, 35};
   const int64_t hws[] = {1, 15, 16, 17, 63, 1024, 1030, 2100};
   for (int nt = 1; nt <= 2; nt++)
