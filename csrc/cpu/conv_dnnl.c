@@ -16,6 +16,16 @@ enum { SLOT_SRC = 0, SLOT_WEI = 1, SLOT_DST = 2, SLOT_SCRATCH = 3 };
 enum { FMT_ANY = 0, FMT_PLAIN = 1 };
 enum { OWN_ACT = 1, OWN_DW = 2 };
 
+/* MS_CONV_REORDER=dnnl keeps oneDNN's reorders everywhere (for comparisons). */
+static int own_reorders(void) {
+  static int v = -1;
+  if (v < 0) {
+    const char *e = getenv("MS_CONV_REORDER");
+    v = !(e && !strcmp(e, "dnnl"));
+  }
+  return v;
+}
+
 /* One oneDNN convolution primitive with its three tensors: two inputs, one output. */
 typedef struct conv_plan {
   dnnl_primitive_t prim;
@@ -228,14 +238,15 @@ static int plan_create(ms_dnnl *d, int kind, const ms_conv_geom *g, int has_bias
     CK(dnnl_memory_create(&pl->inner[i], &pl->inner_md[i], d->engine, DNNL_MEMORY_NONE));
     dnnl_memory_desc_t m16;
     const int64_t *ud = user_md[i]->dims;
-    if (dt == dnnl_bf16 && user_md[i]->ndims == 4 && user_md[i] != &u_wei &&
+    if (own_reorders() && dt == dnnl_bf16 && user_md[i]->ndims == 4 && user_md[i] != &u_wei &&
         dnnl_memory_desc_init_by_tag(&m16, 4, ud, dnnl_bf16, dnnl_nChw16c) == dnnl_success &&
         dnnl_memory_desc_equal(&m16, &pl->inner_md[i])) {
       pl->own[i] = OWN_ACT;
       pl->dims16[i][0] = ud[0], pl->dims16[i][1] = ud[1], pl->dims16[i][2] = ud[2] * ud[3];
       continue;
     }
-    if (kind == KIND_BWD_W && i == 2 && wdt == dnnl_f32 && dt == dnnl_bf16 && wnd == 4 &&
+    if (own_reorders() && kind == KIND_BWD_W && i == 2 && wdt == dnnl_f32 && dt == dnnl_bf16 &&
+        wnd == 4 &&
         dnnl_memory_desc_init_by_tag(&m16, 4, ud, dnnl_f32, dnnl_ABcd16b16a) == dnnl_success &&
         dnnl_memory_desc_equal(&m16, &pl->inner_md[i])) {
       pl->own[i] = OWN_DW;
