@@ -33,10 +33,11 @@ typedef struct conv_plan {
   dnnl_memory_t user[3], inner[3];
   dnnl_memory_desc_t inner_md[3];
   size_t inner_bytes[3];
-  /* Reorders of reorder16.c instead of oneDNN 2.6's, which were slow here. OWN_ACT: a bf16
-   * activation between NCHW and nChw16c (4x32x256x256 2.5 vs 5.7-7.6 ms, 4x64x128x128 0.8 vs 3.1
-   * ms at one thread); dims16: its n, c, h*w. OWN_DW: backward-weights' f32 gradient from
-   * ABcd16b16a to OIHW (PP-LiteSeg's, 2x256x256: about 2 vs 21 ms per step); dims16: o, i, kh*kw */
+  /* Reorders of reorder16.c instead of oneDNN 2.6's. OWN_ACT: a bf16 activation between NCHW and
+   * nChw16c (alone, 1 thread: 4x32x256x256 2.5 vs 5.7-7.6 ms, 4x64x128x128 0.8 vs 3.1 ms); dims16:
+   * its n, c, h*w. OWN_DW: backward-weights' f32 gradient from ABcd16b16a to OIHW; dims16: o, i,
+   * kh*kw. PP-LiteSeg's bf16 step, 1 thread, min of 3: 4x512x512 1.06 vs 1.13 s CPU with both
+   * (MS_CONV_REORDER=dnnl), 2x256x256 0.161 vs 0.160 s (no difference). */
   int own[3];
   int64_t dims16[3][3];
   int arg[3], slot[3];
