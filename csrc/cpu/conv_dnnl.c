@@ -433,7 +433,8 @@ int ms_cpu_conv2d_bwd_dnnl(ms_context *ctx, const ms_conv_geom *g, const ms_tens
   if (!st && dx)
     st = plan_get(d, KIND_BWD_DATA, &g1, 0, fmt_for(&g1, KIND_BWD_DATA, dt), dt, wdt, binv, &pd);
   if (!st && dw)
-    st = plan_get(d, KIND_BWD_W, g, db != NULL, fmt_for(g, KIND_BWD_W, dt), dt, wdt, binv, &pw);
+    st = plan_get(d, KIND_BWD_W, g, db != NULL, fmt_for(g, KIND_BWD_W, dt), dt,
+                  dw->dtype == MS_F32 ? dnnl_f32 : dnnl_bf16, binv, &pw);
   if (st) return st;
   int have_gy = 0;
   if (pd) {

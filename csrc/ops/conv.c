@@ -5,13 +5,12 @@
 
 static int is_half(ms_dtype d) { return d == MS_F16 || d == MS_BF16; }
 
-/* The dtype the backend takes w (and b, dw, db) in when it computes x in cdt: cdt, or f32 when w
- * is f32 and the backend runs f32 weights beside cdt activations natively (converting them in its
- * own weight reorder). */
-static ms_dtype weight_dtype(const ms_backend *be, const ms_tensor *w, ms_dtype cdt) {
+/* The dtype the backend writes dw and db in when it computes in cdt: cdt, or f32 when w is f32 and
+ * the backend's backward-weights gives f32 gradients beside cdt operands natively. */
+static ms_dtype grad_w_dtype(const ms_backend *be, const ms_tensor *w, ms_dtype cdt) {
   ms_dtype c;
   if (w->dtype == MS_F32 && cdt != MS_F32 && be->supports &&
-      be->supports(MS_OP_CONV2D_F32_WEIGHTS, cdt, &c) && c == cdt)
+      be->supports(MS_OP_CONV2D_F32_DW, cdt, &c) && c == cdt)
     return MS_F32;
   return cdt;
 }
@@ -119,11 +118,10 @@ int ms_conv2d(ms_context *ctx, const ms_tensor *x, const ms_tensor *w, const ms_
   const ms_backend *be = ms_backend_get(MS_OP_CONV2D, NULL, x, x->dtype, &cdt);
   if (!be) return MS_ERR_UNSUPPORTED;
   int64_t ys[4] = {g.n, g.o, g.oh, g.ow};
-  ms_dtype wdt = weight_dtype(be, w, cdt);
   const ms_tensor *xc, *wc, *bc;
   ms_tensor *tx = NULL, *tw = NULL, *tb = NULL, *y = NULL, *yc = NULL;
-  if ((st = prep(ctx, x, cdt, &xc, &tx)) || (st = prep(ctx, w, wdt, &wc, &tw)) ||
-      (st = prep(ctx, b, wdt, &bc, &tb)) || (st = new_out(x, ys, 4, cdt, &y)))
+  if ((st = prep(ctx, x, cdt, &xc, &tx)) || (st = prep(ctx, w, cdt, &wc, &tw)) ||
+      (st = prep(ctx, b, cdt, &bc, &tb)) || (st = new_out(x, ys, 4, cdt, &y)))
     goto done;
   if (ms_numel(y) > 0) {
     if (g.n * g.c == 0) {
@@ -139,13 +137,6 @@ int ms_conv2d(ms_context *ctx, const ms_tensor *x, const ms_tensor *w, const ms_
       }
     } else {
       st = be->conv2d(ctx, &g, xc, wc, bc, y);
-      if (st == MS_ERR_UNSUPPORTED && wdt != cdt) {
-        /* no kernel for f32 weights at this geometry: converted weights instead */
-        ms_clear_error();
-        ms_tensor_free(tw), ms_tensor_free(tb), tw = tb = NULL;
-        if (!(st = prep(ctx, w, cdt, &wc, &tw)) && !(st = prep(ctx, b, cdt, &bc, &tb)))
-          st = be->conv2d(ctx, &g, xc, wc, bc, y);
-      }
     }
     if (st) goto done;
   }
@@ -179,12 +170,14 @@ int ms_conv2d_backward(ms_context *ctx, const ms_tensor *grad_out, const ms_tens
   /* oneDNN's bf16 backward gives db only beside dw: a bias-only or empty bf16 backward takes the
    * f32 path */
   if (cdt == MS_BF16 && ((db && !dw) || g.c == 0)) cdt = MS_F32;
-  ms_dtype wdt = weight_dtype(be, w, cdt);
+  /* f32 w beside half x (autocast): w converted here, dw and db in f32 where the backend writes
+   * them so (no bf16 rounding of the weight gradients, no cast back) */
+  ms_dtype wdt = dw || db ? grad_w_dtype(be, w, cdt) : cdt;
   const ms_tensor *gc, *xc, *wc;
   ms_tensor *tg = NULL, *tx = NULL, *tw = NULL, *r[3] = {NULL, NULL, NULL};
   int64_t ws[4] = {g.o, g.c / g.g, g.kh, g.kw};
   if ((st = prep(ctx, grad_out, cdt, &gc, &tg)) || (st = prep(ctx, x, cdt, &xc, &tx)) ||
-      (st = prep(ctx, w, wdt, &wc, &tw)))
+      (st = prep(ctx, w, cdt, &wc, &tw)))
     goto done;
   if ((dx && (st = new_out(x, x->shape, 4, cdt, &r[0]))) ||
       (dw && (st = new_out(x, ws, 4, wdt, &r[1]))) ||
@@ -202,11 +195,11 @@ int ms_conv2d_backward(ms_context *ctx, const ms_tensor *grad_out, const ms_tens
     }
   } else if ((st = be->conv2d_backward(ctx, &g, gc, xc, wc, r[0], r[1], r[2]))) {
     if (st != MS_ERR_UNSUPPORTED || wdt == cdt) goto done;
-    /* no kernel for f32 weights at this geometry: converted weights, gradients cast back below */
+    /* no kernel for f32 gradients at this geometry: cdt gradients, cast back below */
     ms_clear_error();
-    ms_tensor_free(tw), ms_tensor_free(r[1]), ms_tensor_free(r[2]);
-    tw = r[1] = r[2] = NULL;
-    if ((st = prep(ctx, w, cdt, &wc, &tw)) || (dw && (st = new_out(x, ws, 4, cdt, &r[1]))) ||
+    ms_tensor_free(r[1]), ms_tensor_free(r[2]);
+    r[1] = r[2] = NULL;
+    if ((dw && (st = new_out(x, ws, 4, cdt, &r[1]))) ||
         (db && (st = new_out(x, &g.o, 1, cdt, &r[2]))) ||
         (st = be->conv2d_backward(ctx, &g, gc, xc, wc, r[0], r[1], r[2])))
       goto done;

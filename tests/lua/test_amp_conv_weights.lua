@@ -1,7 +1,8 @@
 -- test_amp_conv_weights.lua: autocast's conv with f32 weights beside bf16/f16 activations. The op
--- converts the weights itself (oneDNN's weight reorder on AVX512-BF16 CPUs) and gives dw and db in
--- f32: the forward and dx must equal the conv on weights cast to bf16 beforehand bit for bit, dw and
--- db must be the f32 gradients (not rounded to bf16), and a changed weight is used at once.
+-- converts the weights itself and gives dw and db in f32 (on AVX512-BF16 CPUs straight from
+-- oneDNN's bf16 backward-weights): the forward and dx must equal the conv on weights cast to bf16
+-- beforehand bit for bit, dw and db must be the f32 gradients (not rounded to bf16), and a changed
+-- weight is used at once.
 local H = require "harness"
 local ms = require "moonseg"
 local F = ms.functional
@@ -19,8 +20,8 @@ local function native_bf16()
   return s:find("avx512_bf16", 1, true) ~= nil
 end
 local NATIVE = native_bf16()
--- MS_CPU_BF16=cast_weights (for comparisons): native bf16 convs on weights cast beforehand
-local CAST_WEIGHTS = NATIVE and os.getenv("MS_CPU_BF16") == "cast_weights"
+-- MS_CPU_BF16=bf16_dw (for comparisons): native bf16 convs with bf16 dw cast back to f32
+local CAST_WEIGHTS = NATIVE and os.getenv("MS_CPU_BF16") == "bf16_dw"
 
 local function bits_equal(a, b, what)
   H.eq(a:type(), b:type(), what .. " dtype")
@@ -103,7 +104,7 @@ H.case("f32 weights beside bf16 x: dw and db are f32 gradients, not rounded to b
     local e = rel_err(wr.grad, w32.grad)
     local r = rel_err(wr.grad, wr.grad:to("bf16"))
     if CAST_WEIGHTS then -- the comparison mode: bf16 gradients cast back to f32
-      assert(e < 8e-3 and r == 0, string.format("%s: cast_weights: dw error %.3g, rounding %.3g", what, e, r))
+      assert(e < 8e-3 and r == 0, string.format("%s: bf16_dw: dw error %.3g, rounding %.3g", what, e, r))
       goto continue
     end
     assert(e < 2e-5, string.format("%s: dw relative error %.3g vs the f32 reference (want < 2e-5)", what, e))
