@@ -10,9 +10,9 @@ local amp = {}
 
 -- The O1 policy (PyTorch's and Paddle's lists for the ops moonseg has). "half": computed in the
 -- autocast dtype; "f32": computed in f32; "conv": computed in the autocast dtype, with f32 weight
--- and bias handed to the op as they are (the op converts them, and gives their gradients in f32:
--- no autograd cast nodes, and on AVX512-BF16 CPUs dw comes from the kernel unrounded). Ops not listed run in the dtype of their inputs
--- (binary ops promote half with f32 to f32). batch_norm is not listed: it takes half input with
+-- and bias handed to the op as they are (the op converts them and gives their gradients in f32:
+-- no autograd cast nodes, and on AVX512-BF16 CPUs dw comes from the kernel unrounded). Ops not
+-- listed run in the dtype of their inputs (binary ops promote half with f32 to f32). batch_norm is not listed: it takes half input with
 -- its f32 weight, bias and running stats as they are.
 amp.policy = {
   conv2d = "conv", matmul = "half", mm = "half", bmm = "half", linear = "half",
