@@ -33,6 +33,7 @@ static const struct {
     E(MS_OP_MATMUL, "matmul", matmul),
     E(MS_OP_CONV2D, "conv2d", conv2d),
     E(MS_OP_CONV2D_BACKWARD, "conv2d_backward", conv2d_backward),
+    E(MS_OP_CONV2D_F32_DW, "conv2d_backward (f32 dw)", conv2d_backward),
     E(MS_OP_BATCH_NORM, "batch_norm", batch_norm),
     E(MS_OP_BATCH_NORM_BACKWARD, "batch_norm_backward", batch_norm_backward),
     E(MS_OP_SYNC_BN_MOMENTS, "batch_norm_moments", sync_bn_moments),

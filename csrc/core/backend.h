@@ -34,6 +34,9 @@ typedef enum ms_op_id {
   MS_OP_MATMUL,
   MS_OP_CONV2D,
   MS_OP_CONV2D_BACKWARD,
+  /* a query, not an entry of its own (conv2d_backward's): supports(.., dtype, &c) with c == dtype
+   * says conv2d_backward writes f32 dw / db beside operands of that dtype */
+  MS_OP_CONV2D_F32_DW,
   MS_OP_BATCH_NORM,
   MS_OP_BATCH_NORM_BACKWARD,
   MS_OP_SYNC_BN_MOMENTS,

@@ -2,6 +2,7 @@
 #include <math.h>
 
 #include "../core/dtype.h"
+#include "bf16_ew.h"
 #include "ew_kernels.h"
 #include "half_loop.h"
 
@@ -177,6 +178,11 @@ int ms_cpu_binary(ms_context *ctx, ms_binop op, ms_dtype ct, const ms_tensor *a,
   ms_loop_fn fn = bin_generic;
   /* f16/bf16 operands (float compute): loaded in chunks to float, the f32 loop, stored back. */
   ms_dtype io[3] = {boolout ? MS_F32 : dst->dtype, a->dtype, b->dtype};
+  if (op == MS_ADD && (ct == MS_F32 || ct == MS_BF16) && io[0] == MS_BF16 && io[1] == MS_BF16 &&
+      io[2] == MS_BF16) {
+    ms_iter_run(ctx, &it, ms_bf16_add_loop, NULL, MS_GRAIN); /* the same bits, one pass */
+    return MS_OK;
+  }
   if ((ct == MS_F32 || ms_is_half(ct)) && (!boolout || dst->dtype == MS_BOOL) &&
       ms_half_loop_fits(io, 3)) {
     bin_arg farg = {op, MS_F32, MS_F32, MS_F32, want == MS_BOOL ? MS_BOOL : MS_F32};

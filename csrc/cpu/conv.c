@@ -15,7 +15,8 @@ int ms_cpu_conv2d_backward(ms_context *ctx, const ms_conv_geom *g, const ms_tens
                            ms_tensor *db) {
   int st = x->dtype != MS_F64 ? ms_cpu_conv2d_bwd_dnnl(ctx, g, gy, x, w, dx, dw, db)
                               : MS_ERR_UNSUPPORTED;
-  if (st != MS_ERR_UNSUPPORTED) return st;
+  /* f32 dw beside bf16 x is oneDNN's only: csrc/ops retries with bf16 gradients */
+  if (st != MS_ERR_UNSUPPORTED || (dw && dw->dtype != x->dtype)) return st;
   ms_clear_error();
   return ms_cpu_conv2d_bwd_ref(ctx, g, gy, x, w, dx, dw, db);
 }

@@ -6,6 +6,7 @@
 
 #include "conv_cpu.h"
 #include "dnnl_ctx.h"
+#include "reorder16.h"
 
 enum { KIND_FWD = 1, KIND_BWD_DATA = 2, KIND_BWD_W = 3 };
 /* Workspace slots: one per tensor kind, so a blocked diff_dst made for backward-data is still
@@ -13,6 +14,17 @@ enum { KIND_FWD = 1, KIND_BWD_DATA = 2, KIND_BWD_W = 3 };
 enum { SLOT_SRC = 0, SLOT_WEI = 1, SLOT_DST = 2, SLOT_SCRATCH = 3 };
 /* Memory formats the primitive sees: blocked (format_tag_any + reorders) or the plain user ones. */
 enum { FMT_ANY = 0, FMT_PLAIN = 1 };
+enum { OWN_ACT = 1, OWN_DW = 2 };
+
+/* MS_CONV_REORDER=dnnl keeps oneDNN's reorders everywhere (for comparisons). */
+static int own_reorders(void) {
+  static int v = -1;
+  if (v < 0) {
+    const char *e = getenv("MS_CONV_REORDER");
+    v = !(e && !strcmp(e, "dnnl"));
+  }
+  return v;
+}
 
 /* One oneDNN convolution primitive with its three tensors: two inputs, one output. */
 typedef struct conv_plan {
@@ -21,6 +33,13 @@ typedef struct conv_plan {
   dnnl_memory_t user[3], inner[3];
   dnnl_memory_desc_t inner_md[3];
   size_t inner_bytes[3];
+  /* Reorders of reorder16.c instead of oneDNN 2.6's. OWN_ACT: a bf16 activation between NCHW and
+   * nChw16c (alone, 1 thread: 4x32x256x256 2.5 vs 5.7-7.6 ms, 4x64x128x128 0.8 vs 3.1 ms); dims16:
+   * its n, c, h*w. OWN_DW: backward-weights' f32 gradient from ABcd16b16a to OIHW; dims16: o, i,
+   * kh*kw. PP-LiteSeg's bf16 step, 1 thread, min of 3: 4x512x512 1.06 vs 1.13 s CPU with both
+   * (MS_CONV_REORDER=dnnl), 2x256x256 0.161 vs 0.160 s (no difference). */
+  int own[3];
+  int64_t dims16[3][3];
   int arg[3], slot[3];
   dnnl_memory_t bias;
   int bias_arg;
@@ -92,10 +111,10 @@ static int algo_choice(const ms_conv_geom *g, dnnl_data_type_t dt, int kind, int
 }
 
 static void make_key(int64_t *key, int kind, const ms_conv_geom *g, int has_bias, int mode,
-                     dnnl_data_type_t dt, int binv) {
+                     dnnl_data_type_t dt, dnnl_data_type_t wdt, int binv) {
   memset(key, 0, sizeof(int64_t) * MS_DNNL_KEY_LEN);
   int64_t v[] = {kind + 16 * (int64_t)mode + 64 * (int64_t)algo_choice(g, dt, kind, binv) +
-                     256 * (int64_t)dt,
+                     256 * (int64_t)dt + 4096 * (int64_t)wdt,
                  g->n,
                  g->c,
                  g->h,
@@ -127,9 +146,12 @@ static void make_key(int64_t *key, int kind, const ms_conv_geom *g, int has_bias
 
 static const char *kind_name(int kind) { return kind == KIND_FWD ? "conv2d" : "conv2d_backward"; }
 
-/* Builds the plan for one kind of conv computation. */
+/* Builds the plan for one kind of conv computation: activations of type dt, the caller's weights,
+ * bias and their gradients of type wdt (dt, or f32 beside bf16: the weight reorders convert, and
+ * backward-weights writes f32). */
 static int plan_create(ms_dnnl *d, int kind, const ms_conv_geom *g, int has_bias, int mode,
-                       dnnl_alg_kind_t alg, dnnl_data_type_t dt, conv_plan **out) {
+                       dnnl_alg_kind_t alg, dnnl_data_type_t dt, dnnl_data_type_t wdt,
+                       conv_plan **out) {
   const char *op = kind_name(kind);
   int st = MS_OK;
   dnnl_primitive_desc_t hint = NULL, pd = NULL, rpd = NULL;
@@ -137,7 +159,7 @@ static int plan_create(ms_dnnl *d, int kind, const ms_conv_geom *g, int has_bias
   conv_plan *pl = calloc(1, sizeof *pl);
   if (!pl) return ms_fail(MS_ERR_OOM, "%s: out of host memory", op);
 
-  dnnl_memory_desc_t u_src, u_wei, u_dst, a_src, a_wei, a_dst, bmd;
+  dnnl_memory_desc_t u_src, u_wei, u_dst, a_src, a_wei, a_dwei, a_dst, bmd;
   dnnl_dims_t ds = {g->n, g->c, g->h, g->w}, dd = {g->n, g->o, g->oh, g->ow};
   dnnl_dims_t dw5 = {g->g, g->o / g->g, g->c / g->g, g->kh, g->kw};
   dnnl_dims_t dw4 = {g->o, g->c, g->kh, g->kw}, db = {g->o};
@@ -146,16 +168,18 @@ static int plan_create(ms_dnnl *d, int kind, const ms_conv_geom *g, int has_bias
   dnnl_format_tag_t wtag = g->g > 1 ? dnnl_goihw : dnnl_oihw;
   CK(dnnl_memory_desc_init_by_tag(&u_src, 4, ds, dt, dnnl_nchw));
   CK(dnnl_memory_desc_init_by_tag(&u_dst, 4, dd, dt, dnnl_nchw));
-  CK(dnnl_memory_desc_init_by_tag(&u_wei, wnd, wdims, dt, wtag));
-  CK(dnnl_memory_desc_init_by_tag(&bmd, 1, db, dt, dnnl_a));
+  CK(dnnl_memory_desc_init_by_tag(&u_wei, wnd, wdims, wdt, wtag));
+  CK(dnnl_memory_desc_init_by_tag(&bmd, 1, db, wdt, dnnl_a));
   if (mode == FMT_ANY) {
     CK(dnnl_memory_desc_init_by_tag(&a_src, 4, ds, dt, dnnl_format_tag_any));
     CK(dnnl_memory_desc_init_by_tag(&a_dst, 4, dd, dt, dnnl_format_tag_any));
     CK(dnnl_memory_desc_init_by_tag(&a_wei, wnd, wdims, dt, dnnl_format_tag_any));
+    CK(dnnl_memory_desc_init_by_tag(&a_dwei, wnd, wdims, wdt, dnnl_format_tag_any));
   } else {
     a_src = u_src;
     a_dst = u_dst;
-    a_wei = u_wei;
+    CK(dnnl_memory_desc_init_by_tag(&a_wei, wnd, wdims, dt, wtag));
+    a_dwei = u_wei;
   }
   dnnl_dims_t strides = {g->sh, g->sw}, dil = {g->dh - 1, g->dw - 1}, pl_ = {g->ph, g->pw};
   /* Right padding that makes oneDNN's output size formula land exactly on oh, ow. */
@@ -192,7 +216,7 @@ static int plan_create(ms_dnnl *d, int kind, const ms_conv_geom *g, int has_bias
       pl->slot[0] = SLOT_DST, pl->slot[1] = SLOT_WEI, pl->slot[2] = SLOT_SRC;
     } else {
       CK(dnnl_dilated_convolution_backward_weights_desc_init(
-          &cd, alg, &a_src, &a_wei, has_bias ? &bmd : NULL, &a_dst, strides, dil, pl_, pr_));
+          &cd, alg, &a_src, &a_dwei, has_bias ? &bmd : NULL, &a_dst, strides, dil, pl_, pr_));
       CK(dnnl_primitive_desc_create(&pd, &cd, attr, d->engine, hint));
       pl->inner_md[0] = *dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
       pl->inner_md[1] = *dnnl_primitive_desc_query_md(pd, dnnl_query_diff_dst_md, 0);
@@ -213,6 +237,23 @@ static int plan_create(ms_dnnl *d, int kind, const ms_conv_geom *g, int has_bias
     if (dnnl_memory_desc_equal(user_md[i], &pl->inner_md[i])) continue;
     pl->inner_bytes[i] = dnnl_memory_desc_get_size(&pl->inner_md[i]);
     CK(dnnl_memory_create(&pl->inner[i], &pl->inner_md[i], d->engine, DNNL_MEMORY_NONE));
+    dnnl_memory_desc_t m16;
+    const int64_t *ud = user_md[i]->dims;
+    if (own_reorders() && dt == dnnl_bf16 && user_md[i]->ndims == 4 && user_md[i] != &u_wei &&
+        dnnl_memory_desc_init_by_tag(&m16, 4, ud, dnnl_bf16, dnnl_nChw16c) == dnnl_success &&
+        dnnl_memory_desc_equal(&m16, &pl->inner_md[i])) {
+      pl->own[i] = OWN_ACT;
+      pl->dims16[i][0] = ud[0], pl->dims16[i][1] = ud[1], pl->dims16[i][2] = ud[2] * ud[3];
+      continue;
+    }
+    if (own_reorders() && kind == KIND_BWD_W && i == 2 && wdt == dnnl_f32 && dt == dnnl_bf16 &&
+        wnd == 4 &&
+        dnnl_memory_desc_init_by_tag(&m16, 4, ud, dnnl_f32, dnnl_ABcd16b16a) == dnnl_success &&
+        dnnl_memory_desc_equal(&m16, &pl->inner_md[i])) {
+      pl->own[i] = OWN_DW;
+      pl->dims16[i][0] = ud[0], pl->dims16[i][1] = ud[1], pl->dims16[i][2] = ud[2] * ud[3];
+      continue;
+    }
     if (i < 2)
       CK(dnnl_reorder_primitive_desc_create(&rpd, user_md[i], d->engine, &pl->inner_md[i],
                                             d->engine, NULL));
@@ -240,17 +281,17 @@ done:
 }
 
 static int plan_get(ms_dnnl *d, int kind, const ms_conv_geom *g, int has_bias, int mode,
-                    dnnl_data_type_t dt, int binv, conv_plan **out) {
+                    dnnl_data_type_t dt, dnnl_data_type_t wdt, int binv, conv_plan **out) {
   int64_t key[MS_DNNL_KEY_LEN];
-  make_key(key, kind, g, has_bias, mode, dt, binv);
+  make_key(key, kind, g, has_bias, mode, dt, wdt, binv);
   conv_plan *pl = ms_dnnl_cache_find(d, key);
   if (!pl) {
     int wino = algo_choice(g, dt, kind, binv);
     int st = plan_create(d, kind, g, has_bias, mode,
-                         wino ? dnnl_convolution_winograd : dnnl_convolution_direct, dt, &pl);
+                         wino ? dnnl_convolution_winograd : dnnl_convolution_direct, dt, wdt, &pl);
     if (st == MS_ERR_UNSUPPORTED && wino) { /* no Winograd kernel for this case: direct */
       ms_clear_error();
-      st = plan_create(d, kind, g, has_bias, mode, dnnl_convolution_direct, dt, &pl);
+      st = plan_create(d, kind, g, has_bias, mode, dnnl_convolution_direct, dt, wdt, &pl);
     }
     if (st) return st;
     ms_dnnl_cache_put(d, key, pl, plan_free);
@@ -267,10 +308,10 @@ done:
   return st;
 }
 
-/* Runs pl on user buffers ptr[0..2] (+ bias). skip0/skip1: that input is already in its slot in
- * the inner format (left there by the previous plan). */
-static int plan_run(ms_dnnl *d, conv_plan *pl, void *const ptr[3], void *bias, int skip0, int skip1,
-                    const char *op) {
+/* Runs pl on user buffers ptr[0..2] (+ bias) with nt threads. skip0/skip1: that input is already
+ * in its slot in the inner format (left there by the previous plan). */
+static int plan_run(ms_dnnl *d, int nt, conv_plan *pl, void *const ptr[3], void *bias, int skip0,
+                    int skip1, const char *op) {
   int st = MS_OK;
   dnnl_exec_arg_t args[5];
   int na = 0;
@@ -283,7 +324,10 @@ static int plan_run(ms_dnnl *d, conv_plan *pl, void *const ptr[3], void *bias, i
       CK(dnnl_memory_set_data_handle(pl->inner[i], buf));
       m = pl->inner[i];
       int skip = (i == 0 && skip0) || (i == 1 && skip1);
-      if (i < 2 && !skip) {
+      const int64_t *d16 = pl->dims16[i];
+      if (i < 2 && !skip && pl->own[i] == OWN_ACT) {
+        ms_nchw_to_nc16(nt, buf, ptr[i], d16[0], d16[1], d16[2]);
+      } else if (i < 2 && !skip) {
         dnnl_exec_arg_t ra[2] = {{DNNL_ARG_FROM, pl->user[i]}, {DNNL_ARG_TO, pl->inner[i]}};
         if ((st = exec(pl->reorder[i], d, 2, ra, op))) return st;
       }
@@ -301,7 +345,16 @@ static int plan_run(ms_dnnl *d, conv_plan *pl, void *const ptr[3], void *bias, i
     args[na++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, pl->scratch};
   }
   if ((st = exec(pl->prim, d, na, args, op))) return st;
-  if (pl->inner[2]) {
+  if (pl->inner[2] && pl->own[2]) {
+    CK(dnnl_stream_wait(d->stream));
+    void *buf = NULL;
+    const int64_t *d16 = pl->dims16[2];
+    CK(dnnl_memory_get_data_handle(pl->inner[2], &buf));
+    if (pl->own[2] == OWN_ACT)
+      ms_nc16_to_nchw(nt, ptr[2], buf, d16[0], d16[1], d16[2]);
+    else
+      ms_oi16i16o_to_oihw(nt, ptr[2], buf, d16[0], d16[1], d16[2]);
+  } else if (pl->inner[2]) {
     dnnl_exec_arg_t ra[2] = {{DNNL_ARG_FROM, pl->inner[2]}, {DNNL_ARG_TO, pl->user[2]}};
     if ((st = exec(pl->reorder[2], d, 2, ra, op))) return st;
   }
@@ -310,13 +363,17 @@ done:
   return st;
 }
 
-/* oneDNN's type for x's dtype (f32 or bf16), or fails as unsupported. */
-static int dnnl_type(const ms_tensor *x, const char *op, dnnl_data_type_t *dt) {
-  if (x->dtype == MS_F32 || x->dtype == MS_BF16) {
+/* oneDNN's types for x's dtype (f32 or bf16) and w's (x's, or f32 beside bf16), or fails as
+ * unsupported. */
+static int dnnl_type(const ms_tensor *x, const ms_tensor *w, const char *op, dnnl_data_type_t *dt,
+                     dnnl_data_type_t *wdt) {
+  if ((x->dtype == MS_F32 || x->dtype == MS_BF16) && (w->dtype == x->dtype || w->dtype == MS_F32)) {
     *dt = x->dtype == MS_F32 ? dnnl_f32 : dnnl_bf16;
+    *wdt = w->dtype == MS_F32 ? dnnl_f32 : dnnl_bf16;
     return MS_OK;
   }
-  return ms_fail(MS_ERR_UNSUPPORTED, "%s: oneDNN path takes f32 or bf16, got %s", op, ms_desc(x));
+  return ms_fail(MS_ERR_UNSUPPORTED, "%s: oneDNN path takes f32 or bf16, got x %s, w %s", op,
+                 ms_desc(x), ms_desc(w));
 }
 
 /* bf16 runs the blocked layouts, where oneDNN has its avx512_core_bf16 kernels, except the
@@ -340,8 +397,8 @@ static int64_t per_sample(const ms_context *ctx, const ms_conv_geom *g, dnnl_dat
 
 int ms_cpu_conv2d_fwd_dnnl(ms_context *ctx, const ms_conv_geom *g, const ms_tensor *x,
                            const ms_tensor *w, const ms_tensor *b, ms_tensor *y) {
-  dnnl_data_type_t dt = dnnl_f32;
-  int st = dnnl_type(x, "conv2d", &dt);
+  dnnl_data_type_t dt = dnnl_f32, wdt = dnnl_f32;
+  int st = dnnl_type(x, w, "conv2d", &dt, &wdt);
   if (st) return st;
   ms_dnnl *d;
   conv_plan *pl;
@@ -349,12 +406,12 @@ int ms_cpu_conv2d_fwd_dnnl(ms_context *ctx, const ms_conv_geom *g, const ms_tens
   int64_t calls = per_sample(ctx, g, dt, KIND_FWD, &g1), es = ms_dtype_size(x->dtype);
   st = ms_dnnl_get(ctx, &d);
   if (!st)
-    st = plan_get(d, KIND_FWD, &g1, b != NULL, fmt_for(&g1, KIND_FWD, dt), dt, ctx->batch_invariant,
-                  &pl);
+    st = plan_get(d, KIND_FWD, &g1, b != NULL, fmt_for(&g1, KIND_FWD, dt), dt, wdt,
+                  ctx->batch_invariant, &pl);
   for (int64_t i = 0; i < calls && !st; i++) {
     void *ptr[3] = {(char *)ms_data(x) + i * g1.c * g1.h * g1.w * es, ms_data(w),
                     (char *)ms_data(y) + i * g1.o * g1.oh * g1.ow * es};
-    st = plan_run(d, pl, ptr, b ? ms_data(b) : NULL, 0, 0, "conv2d");
+    st = plan_run(d, ms_threads(ctx), pl, ptr, b ? ms_data(b) : NULL, 0, 0, "conv2d");
   }
   return st;
 }
@@ -363,8 +420,8 @@ int ms_cpu_conv2d_bwd_dnnl(ms_context *ctx, const ms_conv_geom *g, const ms_tens
                            const ms_tensor *x, const ms_tensor *w, ms_tensor *dx, ms_tensor *dw,
                            ms_tensor *db) {
   const char *op = "conv2d_backward";
-  dnnl_data_type_t dt = dnnl_f32;
-  int st = dnnl_type(x, op, &dt);
+  dnnl_data_type_t dt = dnnl_f32, wdt = dnnl_f32;
+  int st = dnnl_type(x, w, op, &dt, &wdt);
   if (st) return st;
   ms_dnnl *d;
   conv_plan *pd = NULL, *pw = NULL;
@@ -374,16 +431,17 @@ int ms_cpu_conv2d_bwd_dnnl(ms_context *ctx, const ms_conv_geom *g, const ms_tens
   int64_t calls = per_sample(ctx, g, dt, KIND_BWD_DATA, &g1), es = ms_dtype_size(x->dtype);
   st = ms_dnnl_get(ctx, &d);
   if (!st && dx)
-    st = plan_get(d, KIND_BWD_DATA, &g1, 0, fmt_for(&g1, KIND_BWD_DATA, dt), dt, binv, &pd);
+    st = plan_get(d, KIND_BWD_DATA, &g1, 0, fmt_for(&g1, KIND_BWD_DATA, dt), dt, wdt, binv, &pd);
   if (!st && dw)
-    st = plan_get(d, KIND_BWD_W, g, db != NULL, fmt_for(g, KIND_BWD_W, dt), dt, binv, &pw);
+    st = plan_get(d, KIND_BWD_W, g, db != NULL, fmt_for(g, KIND_BWD_W, dt), dt,
+                  dw->dtype == MS_F32 ? dnnl_f32 : dnnl_bf16, binv, &pw);
   if (st) return st;
   int have_gy = 0;
   if (pd) {
     for (int64_t i = 0; i < calls; i++) {
       void *ptr[3] = {(char *)ms_data(gy) + i * g1.o * g1.oh * g1.ow * es, ms_data(w),
                       (char *)ms_data(dx) + i * g1.c * g1.h * g1.w * es};
-      if ((st = plan_run(d, pd, ptr, NULL, 0, 0, op))) return st;
+      if ((st = plan_run(d, ms_threads(ctx), pd, ptr, NULL, 0, 0, op))) return st;
     }
     /* per sample, the reordered diff_dst left behind is the last sample's only */
     have_gy = calls == 1 && pd->inner[0] != NULL;
@@ -393,7 +451,8 @@ int ms_cpu_conv2d_bwd_dnnl(ms_context *ctx, const ms_conv_geom *g, const ms_tens
     int reuse =
         have_gy && pw->inner[1] && dnnl_memory_desc_equal(&pd->inner_md[0], &pw->inner_md[1]);
     void *ptr[3] = {ms_data(x), ms_data(gy), ms_data(dw)};
-    if ((st = plan_run(d, pw, ptr, db ? ms_data(db) : NULL, 0, reuse, op))) return st;
+    if ((st = plan_run(d, ms_threads(ctx), pw, ptr, db ? ms_data(db) : NULL, 0, reuse, op)))
+      return st;
   } else if (db) {
     ms_cpu_conv2d_bias_grad(ctx, g, gy, db);
   }

@@ -23,6 +23,10 @@ static int cpu_supports(ms_op_id op, ms_dtype dtype, ms_dtype *compute) {
     if (!ms_dtype_is_float(dtype)) return 0;
     *compute = ms_cpu_compute_dtype("conv2d", dtype);
     return 1;
+  case MS_OP_CONV2D_F32_DW:
+    /* f32 weight gradients from bf16 operands: oneDNN's bf16 backward-weights (precision.c) */
+    *compute = ms_cpu_compute_dtype("conv2d_f32_dw", dtype);
+    return *compute == dtype;
   case MS_OP_BATCH_NORM:
   case MS_OP_BATCH_NORM_BACKWARD:
     /* f16/bf16 natively: loaded and stored as they are, f32 math, f32 statistics */

@@ -6,15 +6,6 @@
 #include <immintrin.h>
 #endif
 
-/* bf16 round to nearest even, NaN kept quiet: branch-free so the loops vectorise. */
-static inline uint16_t bf16_of(float f) {
-  uint32_t x;
-  memcpy(&x, &f, 4);
-  uint32_t r = (x + 0x7fffu + ((x >> 16) & 1u)) >> 16;
-  uint32_t q = (x >> 16) | 0x40u;
-  return (uint16_t)((x & 0x7fffffffu) > 0x7f800000u ? q : r);
-}
-
 static void bf16_to_f32_row(float *dst, const uint16_t *src, int64_t n) {
   for (int64_t k = 0; k < n; k++) {
     uint32_t b = (uint32_t)src[k] << 16;
@@ -24,7 +15,7 @@ static void bf16_to_f32_row(float *dst, const uint16_t *src, int64_t n) {
 
 static void f32_to_bf16_row(uint16_t *dst, const float *src, int64_t n) {
   for (int64_t k = 0; k < n; k++)
-    dst[k] = bf16_of(src[k]);
+    dst[k] = ms_bf16_of(src[k]);
 }
 
 static void f16_to_f32_row(float *dst, const uint16_t *src, int64_t n) {

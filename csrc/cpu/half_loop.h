@@ -9,6 +9,15 @@
 
 static inline int ms_is_half(ms_dtype d) { return d == MS_F16 || d == MS_BF16; }
 
+/* bf16 round to nearest even, NaN kept quiet: branch-free so the loops vectorise. */
+static inline uint16_t ms_bf16_of(float f) {
+  uint32_t x;
+  memcpy(&x, &f, 4);
+  uint32_t r = (x + 0x7fffu + ((x >> 16) & 1u)) >> 16;
+  uint32_t q = (x >> 16) | 0x40u;
+  return (uint16_t)((x & 0x7fffffffu) > 0x7f800000u ? q : r);
+}
+
 /* dst[k] = src[k * stride] as float, src of dtype d (f32, f16 or bf16; stride in bytes). */
 void ms_load_f32s(float *dst, const char *src, int64_t stride, ms_dtype d, int64_t n);
 /* dst[k * stride] = src[k] rounded to dtype d (f32, f16 or bf16; nearest even). */

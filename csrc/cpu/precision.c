@@ -19,10 +19,27 @@ static int native_bf16(void) {
   return v;
 }
 
+/* MS_CPU_BF16=bf16_dw: native bf16 convs, but bf16 weight gradients cast back to f32 (for
+ * comparisons). */
+static int bf16_dw(void) {
+  static int v = -1;
+  if (v < 0) {
+    const char *e = getenv("MS_CPU_BF16");
+    v = e && !strcmp(e, "bf16_dw");
+  }
+  return v;
+}
+
 ms_dtype ms_cpu_compute_dtype(const char *op, ms_dtype d) {
   if (d == MS_F64) return MS_F64;
   /* conv2d (forward, backward-data, backward-weights): bf16 natively through oneDNN.
-   * f16: no oneDNN f16 convolution without AVX512-FP16, so converted to f32 (F16C). */
+   * f16: no oneDNN f16 convolution without AVX512-FP16, so converted to f32 (F16C).
+   * "conv2d_f32_dw" (autocast's f32 weights beside bf16 activations) as well: the bf16
+   * backward-weights accumulates in f32 and writes f32 dw / db, so they are neither rounded to
+   * bf16 nor cast back. The weights themselves reach the kernels cast to bf16 (csrc/ops): oneDNN's
+   * f32 -> bf16 blocked weight reorder was slower than a cast pass and its bf16 reorder
+   * (PP-LiteSeg 2x256x256 bf16 step, 1 thread, min of 3: 0.162 s CPU vs 0.153). */
+  if (d == MS_BF16 && !strcmp(op, "conv2d_f32_dw") && bf16_dw()) return MS_F32;
   if (d == MS_BF16 && !strncmp(op, "conv2d", 6) && native_bf16()) return MS_BF16;
   /* batch_norm (forward, backward): f16/bf16 loaded and stored as they are, f32 math and f32
    * statistics (the kernel converts rows in chunks): no f32 copies of the activations. */

@@ -2,6 +2,7 @@
 #include <tgmath.h>
 
 #include "../core/dtype.h"
+#include "bf16_ew.h"
 #include "ew_kernels.h"
 #include "half_loop.h"
 
@@ -129,6 +130,10 @@ int ms_cpu_unary(ms_context *ctx, ms_unop op, ms_dtype ct, const ms_tensor *x, d
   un_arg arg = {op, ct, x->dtype, dst->dtype, p0, p1};
   ms_loop_fn fn = un_generic;
   ms_dtype io[2] = {dst->dtype, x->dtype};
+  if (op == MS_RELU && (ct == MS_F32 || ct == MS_BF16) && io[0] == MS_BF16 && io[1] == MS_BF16) {
+    ms_iter_run(ctx, &it, ms_bf16_relu_loop, NULL, MS_GRAIN / 4); /* the same bits, one pass */
+    return MS_OK;
+  }
   if ((ct == MS_F32 || ms_is_half(ct)) && op != MS_LOGICAL_NOT && ms_half_loop_fits(io, 2)) {
     /* f16/bf16: loaded in chunks to float, the f32 loop, stored back */
     un_arg farg = {op, MS_F32, MS_F32, MS_F32, p0, p1};
@@ -259,6 +264,10 @@ int ms_cpu_unary_backward(ms_context *ctx, ms_unop op, const ms_tensor *gout, co
   ms_iter_build(&it, 4, ops, gin->shape, gin->ndim);
   ms_dtype dt = gin->dtype;
   ms_dtype io[4] = {dt, gout->dtype, x->dtype, y->dtype};
+  if (op == MS_RELU && dt == MS_BF16 && io[1] == MS_BF16 && io[2] == MS_BF16) {
+    ms_iter_run(ctx, &it, ms_bf16_relu_bwd_loop, NULL, MS_GRAIN / 4); /* the same bits */
+    return MS_OK;
+  }
   if (ms_half_loop_fits(io, 4)) { /* f16/bf16 operands: the f32 loop on float chunks */
     un_arg a = {op, MS_F32, MS_F32, MS_F32, p0, p1};
     ms_half_arg h = {bwd_f32, &a, 4, {dt, gout->dtype, x->dtype, y->dtype}};

@@ -3,6 +3,18 @@
 
 #include "../core/backend.h"
 
+static int is_half(ms_dtype d) { return d == MS_F16 || d == MS_BF16; }
+
+/* The dtype the backend writes dw and db in when it computes in cdt: cdt, or f32 when w is f32 and
+ * the backend's backward-weights gives f32 gradients beside cdt operands natively. */
+static ms_dtype grad_w_dtype(const ms_backend *be, const ms_tensor *w, ms_dtype cdt) {
+  ms_dtype c;
+  if (w->dtype == MS_F32 && cdt != MS_F32 && be->supports &&
+      be->supports(MS_OP_CONV2D_F32_DW, cdt, &c) && c == cdt)
+    return MS_F32;
+  return cdt;
+}
+
 /* Checks shapes and params; fills the geometry. grad_out (may be NULL) must be the output shape. */
 static int conv_check(const char *op, const ms_tensor *x, const ms_tensor *w, const ms_tensor *b,
                       const ms_tensor *gy, const ms_conv2d_params *p, ms_conv_geom *g) {
@@ -18,9 +30,12 @@ static int conv_check(const char *op, const ms_tensor *x, const ms_tensor *w, co
                    ms_desc(w));
   if (!ms_dtype_is_float(x->dtype))
     return ms_fail(MS_ERR_DTYPE, "%s: x must be floating point, got %s", op, ms_desc(x));
-  if (w->dtype != x->dtype)
-    return ms_fail(MS_ERR_DTYPE, "%s: x %s and w %s must have the same dtype", op, ms_desc(x),
-                   ms_desc(w));
+  /* f32 weights beside f16/bf16 activations: autocast's conv (the weights are converted inside the
+   * op, and their gradients come back in f32) */
+  if (w->dtype != x->dtype && !(w->dtype == MS_F32 && is_half(x->dtype)))
+    return ms_fail(MS_ERR_DTYPE,
+                   "%s: x %s and w %s must have the same dtype (or f32 w with f16/bf16 x)", op,
+                   ms_desc(x), ms_desc(w));
   for (int i = 0; i < 2; i++)
     if (p->stride[i] < 1 || p->dilation[i] < 1 || p->padding[i] < 0)
       return ms_fail(MS_ERR_INVALID,
@@ -43,9 +58,9 @@ static int conv_check(const char *op, const ms_tensor *x, const ms_tensor *w, co
         op, ms_desc(x), (long long)C, ms_desc(w), (long long)(w->shape[1] * G),
         (long long)w->shape[1], (long long)G);
   if (b) {
-    if (b->dtype != x->dtype)
-      return ms_fail(MS_ERR_DTYPE, "%s: bias %s must have x's dtype (x %s)", op, ms_desc(b),
-                     ms_desc(x));
+    if (b->dtype != w->dtype)
+      return ms_fail(MS_ERR_DTYPE, "%s: bias %s must have w's dtype (w %s)", op, ms_desc(b),
+                     ms_desc(w));
     if (b->ndim != 1 || b->shape[0] != O)
       return ms_fail(MS_ERR_INVALID, "%s: bias must be [%lld] for w %s, got %s", op, (long long)O,
                      ms_desc(w), ms_desc(b));
@@ -155,6 +170,9 @@ int ms_conv2d_backward(ms_context *ctx, const ms_tensor *grad_out, const ms_tens
   /* oneDNN's bf16 backward gives db only beside dw: a bias-only or empty bf16 backward takes the
    * f32 path */
   if (cdt == MS_BF16 && ((db && !dw) || g.c == 0)) cdt = MS_F32;
+  /* f32 w beside half x (autocast): w converted here, dw and db in f32 where the backend writes
+   * them so (no bf16 rounding of the weight gradients, no cast back) */
+  ms_dtype wdt = dw || db ? grad_w_dtype(be, w, cdt) : cdt;
   const ms_tensor *gc, *xc, *wc;
   ms_tensor *tg = NULL, *tx = NULL, *tw = NULL, *r[3] = {NULL, NULL, NULL};
   int64_t ws[4] = {g.o, g.c / g.g, g.kh, g.kw};
@@ -162,8 +180,8 @@ int ms_conv2d_backward(ms_context *ctx, const ms_tensor *grad_out, const ms_tens
       (st = prep(ctx, w, cdt, &wc, &tw)))
     goto done;
   if ((dx && (st = new_out(x, x->shape, 4, cdt, &r[0]))) ||
-      (dw && (st = new_out(x, ws, 4, cdt, &r[1]))) ||
-      (db && (st = new_out(x, &g.o, 1, cdt, &r[2]))))
+      (dw && (st = new_out(x, ws, 4, wdt, &r[1]))) ||
+      (db && (st = new_out(x, &g.o, 1, wdt, &r[2]))))
     goto done;
   if (ms_numel(grad_out) == 0 || g.c == 0) {
     /* Nothing flows: every wanted gradient is zero. */
@@ -176,16 +194,26 @@ int ms_conv2d_backward(ms_context *ctx, const ms_tensor *grad_out, const ms_tens
       if ((st = rb ? rb->reduce(ctx, MS_RED_SUM, gc, red, 0, r[2]) : MS_ERR_UNSUPPORTED)) goto done;
     }
   } else if ((st = be->conv2d_backward(ctx, &g, gc, xc, wc, r[0], r[1], r[2]))) {
-    goto done;
+    if (st != MS_ERR_UNSUPPORTED || wdt == cdt) goto done;
+    /* no kernel for f32 gradients at this geometry: cdt gradients, cast back below */
+    ms_clear_error();
+    ms_tensor_free(r[1]), ms_tensor_free(r[2]);
+    r[1] = r[2] = NULL;
+    if ((dw && (st = new_out(x, ws, 4, cdt, &r[1]))) ||
+        (db && (st = new_out(x, &g.o, 1, cdt, &r[2]))) ||
+        (st = be->conv2d_backward(ctx, &g, gc, xc, wc, r[0], r[1], r[2])))
+      goto done;
   }
-  if (x->dtype != cdt)
-    for (int i = 0; i < 3; i++) {
-      if (!r[i]) continue;
+  /* back to the callers' dtypes: dx as x, dw and db as w */
+  for (int i = 0; i < 3; i++) {
+    ms_dtype want = i == 0 ? x->dtype : w->dtype;
+    if (r[i] && r[i]->dtype != want) {
       ms_tensor *c;
-      if ((st = ms_cast(ctx, r[i], x->dtype, &c))) goto done;
+      if ((st = ms_cast(ctx, r[i], want, &c))) goto done;
       ms_tensor_free(r[i]);
       r[i] = c;
     }
+  }
   if (dx) *dx = r[0], r[0] = NULL;
   if (dw) *dw = r[1], r[1] = NULL;
   if (db) *db = r[2], r[2] = NULL;

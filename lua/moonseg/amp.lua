@@ -9,11 +9,13 @@ local T = ms.Tensor
 local amp = {}
 
 -- The O1 policy (PyTorch's and Paddle's lists for the ops moonseg has). "half": computed in the
--- autocast dtype; "f32": computed in f32. Ops not listed run in the dtype of their inputs
--- (binary ops promote half with f32 to f32). batch_norm is not listed: it takes half input with
+-- autocast dtype; "f32": computed in f32; "conv": computed in the autocast dtype, with f32 weight
+-- and bias handed to the op as they are (the op converts them and gives their gradients in f32:
+-- no autograd cast nodes, and on AVX512-BF16 CPUs dw comes from the kernel unrounded). Ops not
+-- listed run in the dtype of their inputs (binary ops promote half with f32 to f32). batch_norm is not listed: it takes half input with
 -- its f32 weight, bias and running stats as they are.
 amp.policy = {
-  conv2d = "half", matmul = "half", mm = "half", bmm = "half", linear = "half",
+  conv2d = "conv", matmul = "half", mm = "half", bmm = "half", linear = "half",
   softmax = "f32", log_softmax = "f32", cross_entropy = "f32", nll_loss = "f32",
   binary_cross_entropy = "f32", mse_loss = "f32", l1_loss = "f32",
   sum = "f32", mean = "f32", var = "f32", std = "f32", prod = "f32", norm = "f32",
@@ -39,6 +41,14 @@ end
 
 -- fn wrapped so that, under autocast, its tensor arguments are cast per kind first.
 local function wrap(fn, kind)
+  if kind == "conv" then
+    return function(x, w, b, ...)
+      local d = state.dtype
+      if d == nil then return fn(x, w, b, ...) end
+      local wd = T.is_tensor(w) and w:type() == "f32" and "f32" or d
+      return fn(cast(x, d), cast(w, wd), cast(b, wd), ...)
+    end
+  end
   return function(...)
     local d = state.dtype
     if d == nil then return fn(...) end

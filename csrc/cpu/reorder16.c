@@ -1,0 +1,106 @@
+/* reorder16.c: oneDNN's 16-blocked layouts for bf16 convolutions: 16-bit activations between NCHW
+ * and nChw16c, f32 weight gradients from ABcd16b16a to OIHW. */
+#include "reorder16.h"
+
+#if defined(__AVX2__)
+#include <immintrin.h>
+
+/* dst row j (16 values, stride ds) = column j of the 16 x 16 block src (rows of stride ss): eight
+ * rows at a time transposed lane-wise in three unpack stages, the two halves joined per lane. */
+static inline void tr16(uint16_t *dst, int64_t ds, const uint16_t *src, int64_t ss) {
+  __m256i t[2][8];
+  for (int h = 0; h < 2; h++) {
+    __m256i r[8], a[8], b[8];
+    for (int i = 0; i < 8; i++)
+      r[i] = _mm256_loadu_si256((const __m256i *)(src + (h * 8 + i) * ss));
+    for (int i = 0; i < 4; i++) {
+      a[2 * i] = _mm256_unpacklo_epi16(r[2 * i], r[2 * i + 1]);
+      a[2 * i + 1] = _mm256_unpackhi_epi16(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 2; i++) {
+      b[4 * i + 0] = _mm256_unpacklo_epi32(a[4 * i + 0], a[4 * i + 2]);
+      b[4 * i + 1] = _mm256_unpackhi_epi32(a[4 * i + 0], a[4 * i + 2]);
+      b[4 * i + 2] = _mm256_unpacklo_epi32(a[4 * i + 1], a[4 * i + 3]);
+      b[4 * i + 3] = _mm256_unpackhi_epi32(a[4 * i + 1], a[4 * i + 3]);
+    }
+    for (int j = 0; j < 4; j++) {
+      t[h][2 * j] = _mm256_unpacklo_epi64(b[j], b[j + 4]);
+      t[h][2 * j + 1] = _mm256_unpackhi_epi64(b[j], b[j + 4]);
+    }
+  }
+  /* t[h][j]: lane 0 column j, lane 1 column j + 8, of rows 8h .. 8h + 7 */
+  for (int j = 0; j < 8; j++) {
+    _mm256_storeu_si256((__m256i *)(dst + j * ds),
+                        _mm256_permute2x128_si256(t[0][j], t[1][j], 0x20));
+    _mm256_storeu_si256((__m256i *)(dst + (j + 8) * ds),
+                        _mm256_permute2x128_si256(t[0][j], t[1][j], 0x31));
+  }
+}
+#define HAVE_TR16 1
+#else
+#define HAVE_TR16 0
+#endif
+
+/* Pixels per task: a channel block of this many pixels is 32 KiB in and out. */
+#define TILE 1024
+
+void ms_nchw_to_nc16(int nthreads, uint16_t *dst, const uint16_t *src, int64_t n, int64_t c,
+                     int64_t hw) {
+  const int64_t cb = (c + 15) / 16, tiles = (hw + TILE - 1) / TILE;
+#pragma omp parallel for num_threads(nthreads) schedule(static) collapse(2)
+  for (int64_t nb = 0; nb < n * cb; nb++)
+    for (int64_t t = 0; t < tiles; t++) {
+      const int64_t b = nb % cb, nc = c - b * 16 < 16 ? c - b * 16 : 16;
+      const uint16_t *in = src + ((nb / cb) * c + b * 16) * hw;
+      uint16_t *out = dst + nb * hw * 16;
+      int64_t p = t * TILE, pe = p + TILE < hw ? p + TILE : hw;
+#if HAVE_TR16
+      if (nc == 16)
+        for (; p + 16 <= pe; p += 16)
+          tr16(out + p * 16, 16, in + p, hw);
+#endif
+      for (; p < pe; p++)
+        for (int64_t k = 0; k < 16; k++)
+          out[p * 16 + k] = k < nc ? in[k * hw + p] : 0; /* padded channels hold zeros */
+    }
+}
+
+void ms_nc16_to_nchw(int nthreads, uint16_t *dst, const uint16_t *src, int64_t n, int64_t c,
+                     int64_t hw) {
+  const int64_t cb = (c + 15) / 16, tiles = (hw + TILE - 1) / TILE;
+#pragma omp parallel for num_threads(nthreads) schedule(static) collapse(2)
+  for (int64_t nb = 0; nb < n * cb; nb++)
+    for (int64_t t = 0; t < tiles; t++) {
+      const int64_t b = nb % cb, nc = c - b * 16 < 16 ? c - b * 16 : 16;
+      const uint16_t *in = src + nb * hw * 16;
+      uint16_t *out = dst + ((nb / cb) * c + b * 16) * hw;
+      int64_t p = t * TILE, pe = p + TILE < hw ? p + TILE : hw;
+#if HAVE_TR16
+      if (nc == 16)
+        for (; p + 16 <= pe; p += 16)
+          tr16(out + p, hw, in + p * 16, 16);
+#endif
+      for (; p < pe; p++)
+        for (int64_t k = 0; k < nc; k++)
+          out[k * hw + p] = in[p * 16 + k];
+    }
+}
+
+void ms_oi16i16o_to_oihw(int nthreads, float *dst, const float *src, int64_t o, int64_t i,
+                         int64_t khw) {
+  const int64_t ob = (o + 15) / 16, ib = (i + 15) / 16;
+#pragma omp parallel for num_threads(nthreads) schedule(static) collapse(2)
+  for (int64_t a = 0; a < ob; a++)
+    for (int64_t b = 0; b < ib; b++) {
+      /* one block: [khw][16 i][16 o], 1 KiB per pixel of the kernel; its output rows contiguous */
+      const float *blk = src + (a * ib + b) * khw * 256;
+      const int64_t no = o - a * 16 < 16 ? o - a * 16 : 16, ni = i - b * 16 < 16 ? i - b * 16 : 16;
+      for (int64_t oo = 0; oo < no; oo++)
+        for (int64_t ii = 0; ii < ni; ii++) {
+          float *out = dst + ((a * 16 + oo) * i + b * 16 + ii) * khw;
+          const float *in = blk + ii * 16 + oo;
+          for (int64_t p = 0; p < khw; p++)
+            out[p] = in[p * 256];
+        }
+    }
+}
