@@ -756,6 +756,7 @@ out:
  * namespaces joined by a link count as different hosts, so cutting the link still cuts them). */
 static void host_id(ms_store *store, char *b, size_t cap) {
   char boot[64] = "?", name[128] = "?", addr[128] = "?";
+  const char *force = getenv("MS_COMM_HOST_ID"); /* tests: pretend to be another host */
   FILE *f = fopen("/proc/sys/kernel/random/boot_id", "r");
   if (f) {
     if (!fgets(boot, sizeof boot, f)) snprintf(boot, sizeof boot, "?");
@@ -764,7 +765,10 @@ static void host_id(ms_store *store, char *b, size_t cap) {
   }
   gethostname(name, sizeof name - 1);
   ms_sock_local_host(ms_store_fd(store), addr, sizeof addr);
-  snprintf(b, cap, "%s/%s/%s", boot, name, addr);
+  if (force && *force)
+    snprintf(b, cap, "%s", force);
+  else
+    snprintf(b, cap, "%s/%s/%s", boot, name, addr);
   for (char *p = b; *p; p++)
     if (*p == ' ') *p = '_';
 }
@@ -877,6 +881,10 @@ int ms_comm_init_cpu(ms_store *store, int rank, int world_size, int64_t timeout_
   int st = ms_context_new(&c->ctx);
   if (!st) st = ms_context_set_num_threads(c->ctx, 1);
   if (!st) st = ms_store_reconnect(store, &c->store);
+  const char *tr = getenv("MS_COMM_TRANSPORT");
+  if (!st && tr && *tr && strcmp(tr, "auto") && strcmp(tr, "tcp") && strcmp(tr, "shm"))
+    st = ms_fail(MS_ERR_INVALID, "comm init: MS_COMM_TRANSPORT must be auto, tcp or shm, got '%s'",
+                 tr);
   int64_t deadline = ms_deadline(timeout_ms);
   if (!st && world_size > 1) st = connect_ring(c, store, deadline);
   if (!st && world_size > 1) st = setup_shm(c, store, deadline);
