@@ -4,7 +4,9 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "comm/comm.h"
@@ -144,6 +146,7 @@ typedef struct run {
   ms_comm *c;
   ms_work *w;
   int64_t start, deadline;
+  int spin; /* shared-memory waits: polls before sleeping (-1: the default) */
 } run;
 
 /* Shared-memory waits: a neighbour's TCP connection that became readable has closed (nothing
@@ -163,8 +166,8 @@ static int xfer_to(run *R, const void *sp, size_t sn, void *rp, size_t rn,
   ms_comm *c = R->c;
   int which = 0, rc;
   if (c->shm_own)
-    rc = ms_shm_xfer(c->shm_own, c->shm_next, c->shm_prev, sp, sn, rp, rn, sink, R->deadline,
-                     ring_alive, c, &which);
+    rc = ms_shm_xfer(c->shm_own, c->shm_next, c->shm_prev, sp, sn, rp, rn, sink, R->spin,
+                     R->deadline, ring_alive, c, &which);
   else
     rc = ms_sock_sendrecv(c->next_fd, sp, sn, c->prev_fd, rp, rn, R->deadline, &which);
   return rc ? step_fail(c, R->w, rc, which, R->start) : 0;
@@ -433,8 +436,10 @@ done:
   return st;
 }
 
-static int run_work(ms_comm *c, ms_work *w) {
-  run R = {c, w, ms_now_ms(), 0};
+/* inline: on the caller's thread, which would only sleep while it waits (so it may poll first);
+ * the communication thread sleeps at once, leaving the cores to the computation beside it. */
+static int run_work(ms_comm *c, ms_work *w, int inline_call) {
+  run R = {c, w, ms_now_ms(), 0, inline_call ? -1 : 0};
   switch (w->kind) {
   case K_ALL_REDUCE: return do_all_reduce(&R, w->t, w->op, "all_reduce");
   case K_BROADCAST: return do_broadcast(&R, w->t, w->root);
@@ -448,6 +453,8 @@ static int run_work(ms_comm *c, ms_work *w) {
 
 static void *comm_main(void *arg) {
   ms_comm *c = arg;
+  const char *nice_env = getenv("MS_COMM_NICE");
+  if (nice_env && *nice_env) setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), atoi(nice_env));
   pthread_mutex_lock(&c->mu);
   for (;;) {
     while (!c->head && !c->stop)
@@ -463,7 +470,7 @@ static void *comm_main(void *arg) {
     c->busy = 1;
     pthread_mutex_unlock(&c->mu);
     ms_clear_error();
-    int st = run_work(c, w);
+    int st = run_work(c, w, 0);
     pthread_mutex_lock(&w->mu);
     w->status = st;
     if (st) snprintf(w->msg, sizeof w->msg, "%s", ms_last_error());
@@ -573,7 +580,7 @@ static int sync_call(ms_comm *c, int kind, ms_tensor *t, const ms_tensor *x, int
                  .t = t,
                  .x = (ms_tensor *)x};
     pthread_mutex_unlock(&c->mu);
-    int st = run_work(c, &w);
+    int st = run_work(c, &w, 1);
     pthread_mutex_lock(&c->mu);
     c->busy = 0;
     pthread_cond_broadcast(&c->cv);

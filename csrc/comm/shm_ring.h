@@ -34,10 +34,12 @@ typedef int (*ms_shm_alive_fn)(void *arg, int *which);
 /* One ring step: sends sn bytes into next's ring (segment out) while receiving rn bytes from
  * own's ring (written by prev, whose segment is prev_seg: its doorbell is rung when space is
  * freed). Received bytes go to rp or, when sink is non-NULL, to the sink. Every message is
- * padded to 8 bytes in the ring, so a sink sees element-aligned pieces. Returns 0, -1 (deadline
- * passed; *which says the side that was waited for) or alive's status. */
+ * padded to 8 bytes in the ring, so a sink sees element-aligned pieces. Before sleeping on its
+ * doorbell it polls it spin times (-1: MS_COMM_SPIN, default 300), then, when spin is not 0,
+ * yields the core MS_COMM_YIELD times (default 1000) looking again each time. Returns 0, -1
+ * (deadline passed; *which says the side that was waited for) or alive's status. */
 int ms_shm_xfer(ms_shm *own, ms_shm *out, ms_shm *prev_seg, const void *sp, size_t sn, void *rp,
-                size_t rn, const ms_shm_sink *sink, int64_t deadline, ms_shm_alive_fn alive,
-                void *alive_arg, int *which);
+                size_t rn, const ms_shm_sink *sink, int spin, int64_t deadline,
+                ms_shm_alive_fn alive, void *alive_arg, int *which);
 
 #endif
