@@ -26,6 +26,7 @@
   ((size_t)256 << 10) /* bytes moved before the peer is told: pipelines copy-in/out                \
                        */
 #define TICK_MS 10    /* liveness and deadline checks while waiting */
+#define YIELD_MS 2    /* longest stretch of yielding before sleeping */
 
 /* The segment's header; the ring's bytes follow at DATA_OFF. Counters count bytes mod 2^32
  * (the capacity is a power of two, so positions are counter % cap). */
@@ -259,9 +260,12 @@ int ms_shm_xfer(ms_shm *own, ms_shm *out, ms_shm *prev_seg, const void *sp, size
       cpu_relax();
       rung = atomic_load_explicit(&own->h->bell, memory_order_relaxed) != bell;
     }
+    /* a yield can last a whole time slice when the core is contended: at most YIELD_MS of it */
+    int64_t t_yield = ms_now_ms();
     for (int i = spin ? yield_iters() : 0; i > 0 && !rung; i--) {
       sched_yield();
       rung = atomic_load_explicit(&own->h->bell, memory_order_relaxed) != bell;
+      if ((i & 15) == 0 && ms_now_ms() - t_yield >= YIELD_MS) break;
     }
     if (rung) continue;
     int64_t left = deadline - ms_now_ms();
