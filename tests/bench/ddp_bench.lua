@@ -6,8 +6,8 @@
 --    all_reduce of the same sizes in the same run;
 -- 2. PP-LiteSeg-T training steps, same global batch: 1 worker x 4 against 2 workers x 2
 --    (--nproc 2) over each transport, with default flags and with --threads 1; per run the
---    median of the per-iteration batch_cost (first 2 left out) and the process tree's CPU
---    seconds (user + sys); --runs runs interleaved, their median.
+--    median of the per-iteration batch_cost (first 2 left out) and the whole run's CPU
+--    seconds (user+sys, start-up included); --runs runs interleaved, their median.
 local ms = require "moonseg"
 
 local opts = { iters = 8, crop = 128, mb = 31, mode = "main", reps = 7, runs = 3 }
@@ -106,14 +106,14 @@ local function costs(s)
   for i = 3, #t do kept[#kept + 1] = t[i] end
   return #kept > 0 and median(kept) or nil, s
 end
--- Runs cmd under the shell's `times`: returns its output and the children's user + sys seconds.
+-- Runs cmd under the shell's `times`: returns its output and the children's user and sys seconds.
 local function timed_sh(cmd)
   local s = sh("{ " .. cmd .. " ; } 2>&1; times")
   local tl = {}
   for m, sec in s:gmatch("(%d+)m([%d%.]+)s") do tl[#tl + 1] = tonumber(m) * 60 + tonumber(sec) end
-  local cpu = #tl >= 4 and tl[#tl - 1] + tl[#tl] or 0
-  return s, cpu
+  return s, { user = tl[#tl - 1] or 0, sys = tl[#tl] or 0 }
 end
+local function cpu_str(c) return string.format("%.1f+%.1f s CPU", c.user, c.sys) end
 -- 1 x 4, then 2 x 2 over shared memory (default) and over TCP
 local function trio(threads)
   local th = threads and (" --threads " .. threads) or ""
@@ -131,10 +131,10 @@ for run = 1, opts.runs do
   for _, k in ipairs { "default", "t1" } do
     local r = trio(k == "t1" and 1 or nil)
     res[k][run] = r
-    io.stdout:write(string.format("run %d, %s: 1 worker x 4 %.3f s (%.1f s CPU); 2 workers x 2 shared memory " ..
-      "%.3f s (%.1f s CPU), ratio %.2f; tcp %.3f s (%.1f s CPU), ratio %.2f\n", run,
-      k == "t1" and "--threads 1" or "default flags", r.one, r.cpu_one, r.default, r.cpu_default, r.default / r.one,
-      r.tcp, r.cpu_tcp, r.tcp / r.one))
+    io.stdout:write(string.format("run %d, %s: 1 worker x 4 %.3f s (%s); 2 workers x 2 shared memory " ..
+      "%.3f s (%s), ratio %.2f; tcp %.3f s (%s), ratio %.2f\n", run,
+      k == "t1" and "--threads 1" or "default flags", r.one, cpu_str(r.cpu_one), r.default, cpu_str(r.cpu_default),
+      r.default / r.one, r.tcp, cpu_str(r.cpu_tcp), r.tcp / r.one))
     last = r
   end
 end
