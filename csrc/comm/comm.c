@@ -9,6 +9,7 @@ static int no_comm(const char *op) {
 
 int ms_comm_rank(const ms_comm *c) { return c ? be_of(c)->rank(c) : -1; }
 int ms_comm_world_size(const ms_comm *c) { return c ? be_of(c)->world_size(c) : -1; }
+const char *ms_comm_backend_name(const ms_comm *c) { return c ? be_of(c)->name : "none"; }
 
 int ms_comm_all_reduce(ms_comm *c, ms_tensor *t, ms_comm_op op) {
   return c ? be_of(c)->all_reduce(c, t, op, NULL) : no_comm("all_reduce");

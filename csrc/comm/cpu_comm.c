@@ -1,24 +1,32 @@
-/* cpu_comm.c: the CPU communicator: a TCP ring, collectives with sequence numbers and
- * timeouts, and a FIFO communication thread for asynchronous work. */
+/* cpu_comm.c: the CPU communicator: a ring over TCP or, between the ranks of one host, shared
+ * memory; collectives with sequence numbers and timeouts; a FIFO communication thread. */
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "comm/comm.h"
 #include "comm/comm_backend.h"
+#include "comm/shm_ring.h"
 #include "core/backend.h"
 #include "core/dtype.h"
 
 #define HELLO_MAGIC 0x6d73636fu /* "msco" */
 #define HDR_MAGIC 0x6d736864u   /* "mshd" */
 #define BCAST_CHUNK ((size_t)4 << 20)
+/* all-reduces up to this size exchange whole buffers once instead of reduce-scatter + gather */
+#define SMALL_BYTES ((int64_t)64 << 10)
+#define SHM_RING_BYTES ((size_t)4 << 20)
 
 enum { K_ALL_REDUCE = 0, K_BROADCAST, K_ALL_GATHER, K_REDUCE_SCATTER, K_BARRIER };
 static const char *kind_name[] = {"all_reduce", "broadcast", "all_gather", "reduce_scatter",
                                   "barrier"};
 
-static const ms_comm_backend cpu_ring;
+static const ms_comm_backend cpu_ring, cpu_shm;
 
 struct ms_work {
   ms_comm_head table; /* first: the communicator table */
@@ -40,8 +48,9 @@ struct ms_comm {
   ms_store *store; /* own connection: arrivals and diagnostics */
   ms_context *ctx;
   char prefix[48];
-  int next_fd, prev_fd;
-  int64_t seq; /* last sequence number handed out (under mu) */
+  int next_fd, prev_fd; /* the ring; with shared memory they carry only liveness (EOF) */
+  ms_shm *shm_own, *shm_next, *shm_prev; /* same-host transport, or all NULL (TCP) */
+  int64_t seq;                           /* last sequence number handed out (under mu) */
   int broken;
   char broken_msg[1024];
   pthread_t thread;
@@ -137,12 +146,34 @@ typedef struct run {
   ms_comm *c;
   ms_work *w;
   int64_t start, deadline;
+  int spin; /* shared-memory waits: polls before sleeping (-1: the default) */
 } run;
 
+/* Shared-memory waits: a neighbour's TCP connection that became readable has closed (nothing
+ * else travels on it), so a dead or failed peer still ends the wait within a tick. */
+static int ring_alive(void *arg, int *which) {
+  ms_comm *c = arg;
+  struct pollfd p[2] = {{c->next_fd, POLLIN, 0}, {c->prev_fd, POLLIN, 0}};
+  if (poll(p, 2, 0) <= 0) return 0;
+  *which = p[0].revents ? 0 : 1;
+  return -2;
+}
+
+/* One ring step: sn bytes to the next rank, rn bytes from the previous one, into rp or (shared
+ * memory only) through sink. */
+static int xfer_to(run *R, const void *sp, size_t sn, void *rp, size_t rn,
+                   const ms_shm_sink *sink) {
+  ms_comm *c = R->c;
+  int which = 0, rc;
+  if (c->shm_own)
+    rc = ms_shm_xfer(c->shm_own, c->shm_next, c->shm_prev, sp, sn, rp, rn, sink, R->spin,
+                     R->deadline, ring_alive, c, &which);
+  else
+    rc = ms_sock_sendrecv(c->next_fd, sp, sn, c->prev_fd, rp, rn, R->deadline, &which);
+  return rc ? step_fail(c, R->w, rc, which, R->start) : 0;
+}
 static int xfer(run *R, const void *sp, size_t sn, void *rp, size_t rn) {
-  int which = 0;
-  int rc = ms_sock_sendrecv(R->c->next_fd, sp, sn, R->c->prev_fd, rp, rn, R->deadline, &which);
-  return rc ? step_fail(R->c, R->w, rc, which, R->start) : 0;
+  return xfer_to(R, sp, sn, rp, rn, NULL);
 }
 
 /* Announces arrival in the store and checks that the previous rank runs the same call. */
@@ -185,8 +216,8 @@ static int coll_begin(run *R, int64_t nbytes, int dtype) {
 /* dst op= src for n elements of a working dtype (f64, f32, i64, i32). */
 #define REDUCE_LOOP(T)                                                                             \
   {                                                                                                \
-    T *d = dst;                                                                                    \
-    const T *s = src;                                                                              \
+    T *restrict d = dst;                                                                           \
+    const T *restrict s = src;                                                                     \
     if (op == MS_COMM_SUM || op == MS_COMM_AVG)                                                    \
       for (int64_t i = 0; i < n; i++)                                                              \
         d[i] = d[i] + s[i];                                                                        \
@@ -208,6 +239,18 @@ static void reduce_into(void *dst, const void *src, int64_t n, ms_dtype wt, int 
 
 static int64_t chunk_off(int64_t n, int w, int c) { return n * c / w; }
 
+/* Reduce-on-receive (shared memory): the received chunk is added straight from the ring. */
+typedef struct red_arg {
+  char *dst;
+  ms_dtype wt;
+  int op;
+  int64_t es;
+} red_arg;
+static void red_sink(void *arg, size_t off, const void *p, size_t n) {
+  red_arg *a = arg;
+  reduce_into(a->dst + off, p, (int64_t)n / a->es, a->wt, a->op);
+}
+
 /* Ring reduce-scatter over buf (n elements of wt): afterwards rank r holds the reduced
  * chunk r. Each chunk is summed in one fixed rank order. */
 static int ring_reduce_scatter(run *R, char *buf, int64_t n, ms_dtype wt, int op, char *tmp) {
@@ -218,9 +261,16 @@ static int ring_reduce_scatter(run *R, char *buf, int64_t n, ms_dtype wt, int op
     int sc = mod(r - s - 1, W), rc = mod(r - s - 2, W);
     int64_t so = chunk_off(n, W, sc), sl = chunk_off(n, W, sc + 1) - so;
     int64_t ro = chunk_off(n, W, rc), rl = chunk_off(n, W, rc + 1) - ro;
-    int st = xfer(R, buf + so * es, (size_t)(sl * es), tmp, (size_t)(rl * es));
+    int st;
+    if (c->shm_own) {
+      red_arg a = {buf + ro * es, wt, op, es};
+      ms_shm_sink sink = {red_sink, &a};
+      st = xfer_to(R, buf + so * es, (size_t)(sl * es), NULL, (size_t)(rl * es), &sink);
+    } else {
+      st = xfer(R, buf + so * es, (size_t)(sl * es), tmp, (size_t)(rl * es));
+      if (!st) reduce_into(buf + ro * es, tmp, rl, wt, op);
+    }
     if (st) return st;
-    reduce_into(buf + ro * es, tmp, rl, wt, op);
   }
   return 0;
 }
@@ -285,17 +335,32 @@ static int do_all_reduce(run *R, ms_tensor *t, int op, const char *name) {
     halves_to_f32((float *)conv, (const uint16_t *)buf, n, t->dtype);
     buf = conv;
   }
-  tmp = malloc((size_t)((n / c->world + 1) * es));
-  if (!tmp) {
-    st = ms_fail(MS_ERR_OOM, "%s: out of memory for a %lld-element buffer", name,
-                 (long long)(n / c->world + 1));
-    goto done;
+  if (n * es <= SMALL_BYTES) {
+    /* one exchange: gather every rank's buffer, then each rank reduces in rank order */
+    tmp = malloc((size_t)((n ? n : 1) * es * c->world));
+    if (!tmp) {
+      st = ms_fail(MS_ERR_OOM, "%s: out of memory for %lld elements", name, (long long)n);
+      goto done;
+    }
+    memcpy(tmp + n * es * c->rank, buf, (size_t)(n * es));
+    if ((st = ring_all_gather(R, tmp, n, es, 1))) goto done;
+    memcpy(buf, tmp, (size_t)(n * es));
+    for (int k = 1; k < c->world; k++)
+      reduce_into(buf, tmp + n * es * k, n, wt, op);
+    if (op == MS_COMM_AVG) divide(buf, n, wt, c->world);
+  } else {
+    tmp = c->shm_own ? NULL : malloc((size_t)((n / c->world + 1) * es)); /* shm reduces in place */
+    if (!c->shm_own && !tmp) {
+      st = ms_fail(MS_ERR_OOM, "%s: out of memory for a %lld-element buffer", name,
+                   (long long)(n / c->world + 1));
+      goto done;
+    }
+    if ((st = ring_reduce_scatter(R, buf, n, wt, op, tmp))) goto done;
+    /* avg: each rank divides the chunk it owns, so every rank gets the same bits */
+    int64_t mo = chunk_off(n, c->world, c->rank), ml = chunk_off(n, c->world, c->rank + 1) - mo;
+    if (op == MS_COMM_AVG) divide(buf + mo * es, ml, wt, c->world);
+    if ((st = ring_all_gather(R, buf, n, es, 0))) goto done;
   }
-  if ((st = ring_reduce_scatter(R, buf, n, wt, op, tmp))) goto done;
-  /* avg: each rank divides the chunk it owns, so every rank gets the same bits */
-  int64_t mo = chunk_off(n, c->world, c->rank), ml = chunk_off(n, c->world, c->rank + 1) - mo;
-  if (op == MS_COMM_AVG) divide(buf + mo * es, ml, wt, c->world);
-  if ((st = ring_all_gather(R, buf, n, es, 0))) goto done;
   if (conv) f32_to_halves((uint16_t *)ms_data(ct), (const float *)conv, n, t->dtype);
   if (ct->storage != t->storage) st = ms_copy_(c->ctx, t, ct);
 done:
@@ -371,8 +436,10 @@ done:
   return st;
 }
 
-static int run_work(ms_comm *c, ms_work *w) {
-  run R = {c, w, ms_now_ms(), 0};
+/* inline: on the caller's thread, which would only sleep while it waits (so it may poll first);
+ * the communication thread sleeps at once, leaving the cores to the computation beside it. */
+static int run_work(ms_comm *c, ms_work *w, int inline_call) {
+  run R = {c, w, ms_now_ms(), 0, inline_call ? -1 : 0};
   switch (w->kind) {
   case K_ALL_REDUCE: return do_all_reduce(&R, w->t, w->op, "all_reduce");
   case K_BROADCAST: return do_broadcast(&R, w->t, w->root);
@@ -386,6 +453,8 @@ static int run_work(ms_comm *c, ms_work *w) {
 
 static void *comm_main(void *arg) {
   ms_comm *c = arg;
+  const char *nice_env = getenv("MS_COMM_NICE");
+  if (nice_env && *nice_env) setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), atoi(nice_env));
   pthread_mutex_lock(&c->mu);
   for (;;) {
     while (!c->head && !c->stop)
@@ -401,7 +470,7 @@ static void *comm_main(void *arg) {
     c->busy = 1;
     pthread_mutex_unlock(&c->mu);
     ms_clear_error();
-    int st = run_work(c, w);
+    int st = run_work(c, w, 0);
     pthread_mutex_lock(&w->mu);
     w->status = st;
     if (st) snprintf(w->msg, sizeof w->msg, "%s", ms_last_error());
@@ -425,7 +494,7 @@ static int enqueue(ms_comm *c, int kind, ms_tensor *t, const ms_tensor *x, int o
                    ms_work **out) {
   ms_work *w = calloc(1, sizeof *w);
   if (!w) return ms_fail(MS_ERR_OOM, "%s: out of memory", kind_name[kind]);
-  w->table.be = &cpu_ring;
+  w->table.be = c->table.be;
   w->kind = kind;
   w->op = op;
   w->root = root;
@@ -503,7 +572,7 @@ static int sync_call(ms_comm *c, int kind, ms_tensor *t, const ms_tensor *x, int
   pthread_mutex_lock(&c->mu);
   if (!c->head && !c->busy) {
     c->busy = 1;
-    ms_work w = {.table = {&cpu_ring},
+    ms_work w = {.table = {c->table.be},
                  .kind = kind,
                  .op = op,
                  .root = root,
@@ -511,7 +580,7 @@ static int sync_call(ms_comm *c, int kind, ms_tensor *t, const ms_tensor *x, int
                  .t = t,
                  .x = (ms_tensor *)x};
     pthread_mutex_unlock(&c->mu);
-    int st = run_work(c, &w);
+    int st = run_work(c, &w, 1);
     pthread_mutex_lock(&c->mu);
     c->busy = 0;
     pthread_cond_broadcast(&c->cv);
@@ -628,6 +697,9 @@ static void cpu_destroy(ms_comm *c) {
   }
   pthread_mutex_destroy(&c->mu);
   pthread_cond_destroy(&c->cv);
+  ms_shm_close(c->shm_own);
+  ms_shm_close(c->shm_next);
+  ms_shm_close(c->shm_prev);
   ms_sock_close(c->next_fd);
   ms_sock_close(c->prev_fd);
   ms_store_close(c->store);
@@ -687,6 +759,113 @@ out:
   return st;
 }
 
+/* This host's identity: boot id, host name and the address it reaches the store from (network
+ * namespaces joined by a link count as different hosts, so cutting the link still cuts them). */
+static void host_id(ms_store *store, char *b, size_t cap) {
+  char boot[64] = "?", name[128] = "?", addr[128] = "?";
+  const char *force = getenv("MS_COMM_HOST_ID"); /* tests: pretend to be another host */
+  FILE *f = fopen("/proc/sys/kernel/random/boot_id", "r");
+  if (f) {
+    if (!fgets(boot, sizeof boot, f)) snprintf(boot, sizeof boot, "?");
+    fclose(f);
+    boot[strcspn(boot, "\n")] = 0;
+  }
+  gethostname(name, sizeof name - 1);
+  ms_sock_local_host(ms_store_fd(store), addr, sizeof addr);
+  if (force && *force)
+    snprintf(b, cap, "%s", force);
+  else
+    snprintf(b, cap, "%s/%s/%s", boot, name, addr);
+  for (char *p = b; *p; p++)
+    if (*p == ' ') *p = '_';
+}
+
+/* Chooses the transport: shared memory when every rank runs on this host and could create its
+ * segment (MS_COMM_TRANSPORT=auto, the default), unless MS_COMM_TRANSPORT=tcp; =shm insists.
+ * Each rank maps its own segment and its neighbours'; once both neighbours confirmed (one byte
+ * on each TCP link) the names are removed, so nothing is left behind in /dev/shm. */
+static int setup_shm(ms_comm *c, ms_store *user_store, int64_t deadline) {
+  const char *mode = getenv("MS_COMM_TRANSPORT");
+  if (!mode || !*mode) mode = "auto";
+  int force = !strcmp(mode, "shm");
+  if (strcmp(mode, "auto") && strcmp(mode, "tcp") && !force)
+    return ms_fail(MS_ERR_INVALID,
+                   "comm init: MS_COMM_TRANSPORT must be auto, tcp or shm, got '%s'", mode);
+  char id[320], name[96] = "-", key[96], val[512], why[1200] = "";
+  host_id(user_store, id, sizeof id);
+  int st = 0;
+  if (strcmp(mode, "tcp")) {
+    char tag[32];
+    snprintf(tag, sizeof tag, "c%dr%d", ms_store_next_comm_id(user_store), c->rank);
+    if (ms_shm_create(tag, SHM_RING_BYTES, &c->shm_own, name, sizeof name)) {
+      snprintf(why, sizeof why, "rank %d: %s", c->rank, ms_last_error());
+      snprintf(name, sizeof name, "-");
+    }
+  }
+  snprintf(key, sizeof key, "%sshm/%d", c->prefix, c->rank);
+  int n = snprintf(val, sizeof val, "%s %s", name, id);
+  if ((st = ms_store_set(c->store, key, val, n))) return st;
+  char next_name[96] = "", prev_name[96] = "";
+  int use = 1;
+  for (int r = 0; r < c->world; r++) {
+    const void *v;
+    int64_t vn, left = deadline - ms_now_ms();
+    snprintf(key, sizeof key, "%sshm/%d", c->prefix, r);
+    if ((st = ms_store_get(c->store, key, left > 0 ? left : 0, &v, &vn))) return st;
+    char rv[512], rname[96], rid[400];
+    snprintf(rv, sizeof rv, "%.*s", (int)(vn < 510 ? vn : 510), (const char *)v);
+    if (sscanf(rv, "%95s %399s", rname, rid) != 2)
+      return ms_fail(MS_ERR_IO, "comm init: bad transport entry '%s' from rank %d", rv, r);
+    if (!strcmp(rname, "-")) {
+      if (use && !*why) snprintf(why, sizeof why, "rank %d has no shared-memory segment", r);
+      use = 0;
+    } else if (strcmp(rid, id)) {
+      if (use)
+        snprintf(why, sizeof why, "rank %d runs on another host (%s, this one %s)", r, rid, id);
+      use = 0;
+    }
+    if (r == mod(c->rank + 1, c->world)) snprintf(next_name, sizeof next_name, "%s", rname);
+    if (r == mod(c->rank - 1, c->world)) snprintf(prev_name, sizeof prev_name, "%s", rname);
+  }
+  if (!use) {
+    ms_shm_close(c->shm_own);
+    c->shm_own = NULL;
+    if (force)
+      return ms_fail(MS_ERR_INVALID, "comm init on rank %d: MS_COMM_TRANSPORT=shm but %s", c->rank,
+                     why);
+    return 0;
+  }
+  char ok = 1, got[2] = {0, 0};
+  char err[300] = "";
+  if (ms_shm_open(next_name, &c->shm_next) || ms_shm_open(prev_name, &c->shm_prev)) {
+    snprintf(err, sizeof err, "%s", ms_last_error());
+    ok = 0;
+  }
+  /* tell both neighbours whether this rank mapped their segments; hear the same from them */
+  int rc = ms_sock_send(c->next_fd, &ok, 1, deadline);
+  if (!rc) rc = ms_sock_send(c->prev_fd, &ok, 1, deadline);
+  if (!rc) rc = ms_sock_recv(c->prev_fd, &got[0], 1, deadline);
+  if (!rc) rc = ms_sock_recv(c->next_fd, &got[1], 1, deadline);
+  if (!ok)
+    return ms_fail(MS_ERR_IO,
+                   "comm init on rank %d: shared-memory transport: %s "
+                   "(MS_COMM_TRANSPORT=tcp avoids it)",
+                   c->rank, err);
+  if (rc)
+    return ms_fail(MS_ERR_IO,
+                   "comm init on rank %d: shared-memory handshake with its neighbours "
+                   "failed: %s",
+                   c->rank, ms_sock_errstr(rc));
+  if (!got[0] || !got[1])
+    return ms_fail(MS_ERR_IO,
+                   "comm init on rank %d: rank %d could not map the shared-memory "
+                   "transport (MS_COMM_TRANSPORT=tcp avoids it)",
+                   c->rank, !got[0] ? mod(c->rank - 1, c->world) : mod(c->rank + 1, c->world));
+  ms_shm_unlink(c->shm_own);
+  c->table.be = &cpu_shm;
+  return 0;
+}
+
 int ms_comm_init_cpu(ms_store *store, int rank, int world_size, int64_t timeout_ms, ms_comm **out) {
   if (!out) return ms_fail(MS_ERR_INVALID, "comm init: out is NULL");
   *out = NULL;
@@ -709,7 +888,13 @@ int ms_comm_init_cpu(ms_store *store, int rank, int world_size, int64_t timeout_
   int st = ms_context_new(&c->ctx);
   if (!st) st = ms_context_set_num_threads(c->ctx, 1);
   if (!st) st = ms_store_reconnect(store, &c->store);
-  if (!st && world_size > 1) st = connect_ring(c, store, ms_deadline(timeout_ms));
+  const char *tr = getenv("MS_COMM_TRANSPORT");
+  if (!st && tr && *tr && strcmp(tr, "auto") && strcmp(tr, "tcp") && strcmp(tr, "shm"))
+    st = ms_fail(MS_ERR_INVALID, "comm init: MS_COMM_TRANSPORT must be auto, tcp or shm, got '%s'",
+                 tr);
+  int64_t deadline = ms_deadline(timeout_ms);
+  if (!st && world_size > 1) st = connect_ring(c, store, deadline);
+  if (!st && world_size > 1) st = setup_shm(c, store, deadline);
   if (!st) {
     if (pthread_create(&c->thread, NULL, comm_main, c) != 0)
       st = ms_fail(MS_ERR_INTERNAL, "comm init: cannot start the communication thread");
@@ -726,17 +911,14 @@ int ms_comm_init_cpu(ms_store *store, int rank, int world_size, int64_t timeout_
 
 /* ---- the table ---------------------------------------------------------------------- */
 
-static const ms_comm_backend cpu_ring = {
-    .name = "cpu ring",
-    .rank = cpu_rank,
-    .world_size = cpu_world_size,
-    .all_reduce = cpu_all_reduce,
-    .broadcast = cpu_broadcast,
-    .all_gather = cpu_all_gather,
-    .reduce_scatter = cpu_reduce_scatter,
-    .barrier = cpu_barrier,
-    .destroy = cpu_destroy,
-    .work_wait = cpu_work_wait,
-    .work_is_completed = cpu_work_is_completed,
-    .work_free = cpu_work_free,
-};
+#define CPU_TABLE(nm)                                                                              \
+  {                                                                                                \
+    .name = nm, .rank = cpu_rank, .world_size = cpu_world_size, .all_reduce = cpu_all_reduce,      \
+    .broadcast = cpu_broadcast, .all_gather = cpu_all_gather,                                      \
+    .reduce_scatter = cpu_reduce_scatter, .barrier = cpu_barrier, .destroy = cpu_destroy,          \
+    .work_wait = cpu_work_wait, .work_is_completed = cpu_work_is_completed,                        \
+    .work_free = cpu_work_free,                                                                    \
+  }
+/* one table per transport: the collectives are the same, the name says which carries them */
+static const ms_comm_backend cpu_ring = CPU_TABLE("cpu ring (tcp)");
+static const ms_comm_backend cpu_shm = CPU_TABLE("cpu ring (shared memory)");

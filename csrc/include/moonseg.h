@@ -10,7 +10,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever anything between MS_CDEF_BEGIN and MS_CDEF_END changes. */
-#define MS_ABI_VERSION 3
+#define MS_ABI_VERSION 4
 
 /* Bootstrap: the two calls Lua makes before it reads the rest of the API. */
 int ms_abi_version(void);
@@ -516,12 +516,16 @@ typedef enum ms_comm_op {
   MS_COMM_MIN = 3
 } ms_comm_op;
 /* Ring of TCP connections between the ranks (addresses exchanged through store, which
- * must outlive the communicator). Each collective fails on timeout_ms naming the op,
+ * must outlive the communicator); between ranks of one host the data moves through shared
+ * memory and TCP only tells that a peer is gone. Each collective fails on timeout_ms naming the op,
  * its sequence number and the ranks that did not arrive. */
 int ms_comm_init_cpu(ms_store *store, int rank, int world_size, int64_t timeout_ms, ms_comm **out);
 void ms_comm_free(ms_comm *comm);
 int ms_comm_rank(const ms_comm *comm);
 int ms_comm_world_size(const ms_comm *comm);
+/* What carries the collectives: "cpu ring (tcp)", or "cpu ring (shared memory)" when every
+ * rank runs on this host (environment MS_COMM_TRANSPORT=auto|tcp|shm, default auto). */
+const char *ms_comm_backend_name(const ms_comm *comm);
 /* In place on CPU tensors (any layout); f64 f32 f16 bf16 i64 i32 (halves summed in
  * float). Results are bit-identical on every rank. */
 int ms_comm_all_reduce(ms_comm *comm, ms_tensor *t, ms_comm_op op);

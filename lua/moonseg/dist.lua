@@ -274,6 +274,12 @@ local function comm_of(group_arg, op)
   return group_arg.comm
 end
 
+-- What carries group's (or the default group's) collectives: "cpu ring (tcp)" or "cpu ring
+-- (shared memory)" (all ranks on this host; MS_COMM_TRANSPORT=tcp forces TCP).
+function dist.transport(group_arg)
+  return ffi.string(C.ms_comm_backend_name(comm_of(group_arg, "transport")))
+end
+
 -- Blocking collectives made so far and the seconds spent in them (SyncBatchNorm's statistics,
 -- the loss's valid-pixel count): data parallel's report shows them per step.
 dist.blocking = { calls = 0, seconds = 0 }

@@ -1,7 +1,7 @@
 -- lib.lua: loads libmoonseg through the FFI, checks its ABI, and reads the API from the library itself.
 local ffi = require "ffi"
 
-local ABI_VERSION = 3 -- must equal MS_ABI_VERSION in csrc/include/moonseg.h (a test checks)
+local ABI_VERSION = 4 -- must equal MS_ABI_VERSION in csrc/include/moonseg.h (a test checks)
 
 local L = { ABI_VERSION = ABI_VERSION }
 

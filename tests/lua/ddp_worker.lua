@@ -51,6 +51,10 @@ local env = dist.resolve_env()
 local ctx
 if launch.in_job() and env.world_size > 1 then ctx = ddp.init { timeout = cfg.dist_timeout, liveness = cfg.dist_liveness } end
 local rank, world = dist.get_rank(), dist.get_world_size()
+if ctx and os.getenv("MS_TEST_SHOW_TRANSPORT") == "1" then -- tests/netns: which transport
+  io.stdout:write("rank ", rank, " transport ", dist.transport(), "\n")
+  io.stdout:flush()
+end
 local res = { rank = rank, world = world, threads0 = threads0, master = env.master_addr .. ":" .. env.master_port }
 
 local function flat(list)

@@ -65,6 +65,23 @@ local ok, err = pcall(function()
       master_port = port, timeout = timeout, start_store = false }
   end
   res.rank, res.world = dist.get_rank(), dist.get_world_size()
+  res.transport = dist.transport()
+  if mode == "die" then
+    -- the last rank dies abruptly (no clean-up) after one collective; the others are inside a
+    -- large all-reduce when it goes
+    local x = input(4, "f32", rank)
+    dist.all_reduce(x)
+    res.first = x:tolist()
+    if rank == world - 1 then
+      ffi.cdef "void _exit(int);"
+      io.stdout:flush()
+      ffi.C._exit(3)
+    end
+    local t0 = ms.time()
+    local ok2, e2 = pcall(dist.all_reduce, input(1000003, "f32", rank))
+    res.second_ok, res.second_err, res.elapsed = ok2, tostring(e2), ms.time() - t0
+    return
+  end
   if mode == "lanes" then
     -- a second group carries many asynchronous all-reduces in flight while blocking ones run
     -- on the default group (inline on this thread when its queue is idle) and on the second

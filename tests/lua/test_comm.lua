@@ -1,5 +1,6 @@
 -- test_comm.lua: the CPU communicator: collectives across 2 and 3 worker processes on
--- 127.0.0.1 (tests/lua/dist_worker.lua), timeouts naming the missing rank, argument errors.
+-- 127.0.0.1 (tests/lua/dist_worker.lua) over both transports (shared memory, chosen on one
+-- host, and TCP), timeouts and dead peers naming the rank, argument errors.
 local H = require "harness"
 local ms = require "moonseg"
 local dist = ms.dist
@@ -22,7 +23,8 @@ local function spawn(mode, world, port, opts)
     end
     local out = string.format("%s_%s_%d_%d.lua", tmp, mode, world, r)
     os.remove(out)
-    local cmd = string.format("%stimeout -s KILL 25 luajit %s %s %d %d %d %s %s 2>&1", env, worker, mode,
+    local extra = type(opts.env) == "function" and opts.env(r) or opts.env or ""
+    local cmd = string.format("%s%s timeout -s KILL 25 luajit %s %s %d %d %d %s %s 2>&1", env, extra, worker, mode,
       r, world, port, out, opts.timeout or 10)
     procs[r] = { pipe = assert(io.popen(cmd)), out = out }
     if mode == "torchrun" and r == 0 and port == 0 then
@@ -97,11 +99,94 @@ local function check_coll(res, W)
   end
 end
 
-H.case("collectives, 2 worker processes, store hosted by the test", function()
+-- Names of this machine's shared-memory segments made by moonseg (none may be left behind).
+local function shm_names()
+  local p = io.popen("ls /dev/shm 2>/dev/null")
+  local t = {}
+  for l in p:lines() do if l:match("^moonseg%-") then t[#t + 1] = l end end
+  p:close()
+  return table.concat(t, " ")
+end
+local shm_before = shm_names()
+
+local SHM, TCP = "cpu ring (shared memory)", "cpu ring (tcp)"
+
+H.case("collectives, 2 worker processes, store hosted by the test; shared memory and TCP agree bit for bit", function()
+  local got = {}
+  for _, tr in ipairs { "auto", "tcp" } do
+    local srv = dist.Store.server { host = "127.0.0.1", port = 0 }
+    local ok, err = pcall(function()
+      got[tr] = spawn("coll", 2, srv:port(), { env = "MS_COMM_TRANSPORT=" .. tr })
+      check_coll(got[tr], 2)
+    end)
+    srv:stop()
+    assert(ok, err)
+  end
+  for r = 0, 1 do
+    H.eq(got.auto[r].transport, SHM, "ranks on one host use shared memory by default")
+    H.eq(got.tcp[r].transport, TCP, "MS_COMM_TRANSPORT=tcp")
+    for _, k in ipairs { "sum_f32_1", "sum_f32_7", "sum_f32_1000003", "sum_f64", "sum_f16", "sum_bf16" } do
+      H.eq(got.auto[r][k].hash, got.tcp[r][k].hash, k .. ": same bits over both transports")
+    end
+    H.same_list(got.auto[r].rs.vals[2], got.tcp[r].rs.vals[2], "reduce_scatter over both transports")
+  end
+end)
+
+H.case("transport choice: ranks of different hosts use TCP; shm forced across hosts or a bad value fails naming it", function()
   local srv = dist.Store.server { host = "127.0.0.1", port = 0 }
-  local ok, err = pcall(function() check_coll(spawn("coll", 2, srv:port()), 2) end)
+  local ok, err = pcall(function()
+    local res = spawn("coll", 2, srv:port(), { env = function(r) return "MS_COMM_HOST_ID=node" .. r end })
+    check_coll(res, 2)
+    for r = 0, 1 do H.eq(res[r].transport, TCP, "rank " .. r .. " of two hosts") end
+  end)
   srv:stop()
   assert(ok, err)
+  srv = dist.Store.server { host = "127.0.0.1", port = 0 }
+  ok, err = pcall(function()
+    local res = spawn("coll", 2, srv:port(), { timeout = 5,
+      env = function(r) return "MS_COMM_TRANSPORT=shm MS_COMM_HOST_ID=node" .. r end })
+    for r = 0, 1 do
+      H.eq(res[r].ok, false, "rank " .. r .. " must refuse shm across hosts")
+      for _, frag in ipairs { "MS_COMM_TRANSPORT=shm", "runs on another host", "node" .. (1 - r) } do
+        if not res[r].err:find(frag, 1, true) then error("message lacks '" .. frag .. "': " .. res[r].err) end
+      end
+    end
+  end)
+  srv:stop()
+  assert(ok, err)
+  local p = io.popen("MS_COMM_TRANSPORT=udp timeout 20 luajit -e 'local d = require(\"moonseg\").dist; " ..
+    "local s = d.Store.server{host=\"127.0.0.1\", port=0}; print(select(2, pcall(d.init_process_group, " ..
+    "{rank=0, world_size=1, master_addr=\"127.0.0.1\", master_port=s:port(), start_store=false, timeout=5})))' 2>&1")
+  local msg = p:read("*a")
+  p:close()
+  for _, frag in ipairs { "MS_COMM_TRANSPORT must be auto, tcp or shm", "'udp'" } do
+    if not msg:find(frag, 1, true) then error("message lacks '" .. frag .. "': " .. msg) end
+  end
+end)
+
+H.case("a rank that dies inside a collective: the others fail within seconds naming it (both transports)", function()
+  for _, tr in ipairs { "auto", "tcp" } do
+    local srv = dist.Store.server { host = "127.0.0.1", port = 0 }
+    local ok, err = pcall(function()
+      local res = spawn("die", 3, srv:port(), { timeout = 20, env = "MS_COMM_TRANSPORT=" .. tr })
+      for r = 0, 1 do
+        local x = res[r]
+        H.eq(x.transport, tr == "auto" and SHM or TCP, "transport of rank " .. r)
+        H.near(x.first, { 6 * base(1), 6 * base(2), 6 * base(3), 6 * base(4) }, 1e-6, "first all_reduce")
+        H.eq(x.second_ok, false, "rank " .. r .. " must fail the collective rank 2 died in (" .. tr .. ")")
+        for _, frag in ipairs { "all_reduce", "seq 2", "rank " .. r .. " of 3" } do
+          if not x.second_err:find(frag, 1, true) then error("message lacks '" .. frag .. "': " .. x.second_err) end
+        end
+        -- which link broke first depends on timing; the ranks the message names as missing do not
+        local missing = x.second_err:match("have not reached seq 2: ([%d, ]+)") or ""
+        if not (" " .. missing .. ","):find("[ ,]2,") then error("message does not name rank 2 as missing: " .. x.second_err) end
+        if not (x.elapsed < 10) then error(string.format("rank %d took %.1f s to notice (%s)", r, x.elapsed, tr)) end
+        H.fast(x.elapsed, 2, "rank " .. r .. " noticing the dead rank 2 (" .. tr .. ", timeout 20 s)")
+      end
+    end)
+    srv:stop()
+    assert(ok, err)
+  end
 end)
 
 H.case("collectives, 3 worker processes, torchrun environment (rank 0 hosts the store on port 0)", function()
@@ -219,6 +304,10 @@ H.case("environment: torchrun and Slurm variables", function()
     "SLURM_LOCALID=1 SLURM_NODELIST='gn[12-13]'"), "5 8 1 gn12 29500")
   H.eq(run("env RANK=2 WORLD_SIZE=4 LOCAL_RANK=0 MASTER_ADDR=10.1.2.3 MASTER_PORT=1234 SLURM_PROCID=5"),
     "2 4 0 10.1.2.3 1234")
+end)
+
+H.case("no shared-memory segment is left behind", function()
+  H.eq(shm_names(), shm_before, "/dev/shm entries named moonseg-*")
 end)
 
 H.done()

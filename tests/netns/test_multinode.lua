@@ -74,7 +74,7 @@ H.case("two nodes over a veth pair train; a cut link stops both within the liven
     local cmd = "luajit " .. worker .. " --ips 10.77.0.1,10.77.0.2 --steps 100000 --dist_timeout " .. timeout ..
       " --dist_liveness " .. liveness
     local function start(ns, name)
-      os.execute("(ip netns exec " .. ns .. " env FLAGS_START_PORT=29650 " .. cmd .. " --log_dir " .. tmp .. "/" ..
+      os.execute("(ip netns exec " .. ns .. " env FLAGS_START_PORT=29650 MS_TEST_SHOW_TRANSPORT=1 " .. cmd .. " --log_dir " .. tmp .. "/" ..
         name .. " > " .. tmp .. "/" .. name .. ".out 2>&1; echo $? > " .. tmp .. "/" .. name .. ".rc.tmp; mv " ..
         tmp .. "/" .. name .. ".rc.tmp " .. tmp .. "/" .. name .. ".rc) &")
     end
@@ -86,6 +86,9 @@ H.case("two nodes over a veth pair train; a cut link stops both within the liven
       error("the job did not train:\n" .. read(tmp .. "/a.out") .. "\n" .. read(tmp .. "/b.out") .. "\n" ..
         read(tmp .. "/b/workerlog.1"))
     end
+    -- two hosts (their own addresses): TCP, whose liveness the cut link must stop
+    local wl = read(tmp .. "/b/workerlog.1")
+    if not wl:find("rank 1 transport cpu ring (tcp)", 1, true) then error("node B's worker is not on TCP:\n" .. wl) end
     local t_cut = ms.time()
     must("ip -n " .. NB .. " link set " .. VB .. " down")
     local done = wait_for(function() return read(tmp .. "/a.rc") ~= "" and read(tmp .. "/b.rc") ~= "" end,

@@ -428,9 +428,9 @@ function M.attach(ctx, parts, cfg)
   parts.loss_sync = function(v) return dist.all_reduce(lt:fill_(v), "avg"):item() end
   ctx.ddp = d
   log.info(string.format("[DDP] rank %d of %d: %d buckets of <= %g MB, SyncBatchNorm, loss mean over %s, " ..
-    "timeout %g s", ctx.rank, ctx.world_size, #d.buckets, cfg.bucket_mb or 25,
+    "timeout %g s, transport %s", ctx.rank, ctx.world_size, #d.buckets, cfg.bucket_mb or 25,
     (cfg.loss_mean or "global") == "global" and "the global batch's valid pixels" or "each rank's valid pixels",
-    ctx.timeout))
+    ctx.timeout, dist.is_initialized() and dist.transport() or "none"))
   return d
 end
 
