@@ -112,8 +112,11 @@ int ms_shm_create(const char *tag, size_t cap, ms_shm **out, char *name, size_t 
   if (fd < 0)
     return ms_fail(MS_ERR_IO, "shared-memory transport: cannot create %s: %s", nm, strerror(errno));
   size_t len = DATA_OFF + c;
-  if (ftruncate(fd, (off_t)len) != 0) {
-    int e = errno;
+  /* fallocate, not ftruncate alone: a full /dev/shm (containers often give it 64 MB) must fail
+   * here, where auto mode falls back to TCP, not as a SIGBUS on the first write into the ring */
+  int fe = ftruncate(fd, (off_t)len) != 0 ? errno : posix_fallocate(fd, 0, (off_t)len);
+  if (fe != 0) {
+    int e = fe;
     close(fd);
     shm_unlink(nm);
     return ms_fail(MS_ERR_IO, "shared-memory transport: cannot size %s to %zu bytes: %s", nm, len,

@@ -164,6 +164,38 @@ H.case("transport choice: ranks of different hosts use TCP; shm forced across ho
   end
 end)
 
+-- Each rank in a mount namespace of its own whose /dev/shm holds 1 MB (containers often give it
+-- 64 MB): the 4 MB ring cannot be backed. Needs root (unshare -m); probed.
+local small_shm = "unshare -m sh -c 'mount -t tmpfs -o size=1m tmpfs /dev/shm && exec \"$0\" \"$@\"' "
+local can_unshare = os.execute("unshare -m sh -c 'mount -t tmpfs -o size=1m tmpfs /dev/shm' >/dev/null 2>&1")
+can_unshare = can_unshare == 0 or can_unshare == true
+H.case("a /dev/shm too small for the ring: auto falls back to TCP (no SIGBUS); shm forced fails naming the size", function()
+  if not can_unshare then
+    io.stderr:write("NOT RUN: unshare -m with a tmpfs mount is not permitted here (needs root)\n")
+    return
+  end
+  local srv = dist.Store.server { host = "127.0.0.1", port = 0 }
+  local ok, err = pcall(function()
+    local res = spawn("coll", 2, srv:port(), { env = small_shm })
+    check_coll(res, 2)
+    for r = 0, 1 do H.eq(res[r].transport, TCP, "rank " .. r .. " with a full /dev/shm") end
+  end)
+  srv:stop()
+  assert(ok, err)
+  srv = dist.Store.server { host = "127.0.0.1", port = 0 }
+  ok, err = pcall(function()
+    local res = spawn("coll", 2, srv:port(), { timeout = 5, env = "MS_COMM_TRANSPORT=shm " .. small_shm })
+    for r = 0, 1 do
+      H.eq(res[r].ok, false, "rank " .. r .. " must fail: MS_COMM_TRANSPORT=shm without room for the ring")
+      for _, frag in ipairs { "MS_COMM_TRANSPORT=shm", "cannot size", "No space left on device" } do
+        if not res[r].err:find(frag, 1, true) then error("message lacks '" .. frag .. "': " .. res[r].err) end
+      end
+    end
+  end)
+  srv:stop()
+  assert(ok, err)
+end)
+
 H.case("a rank that dies inside a collective: the others fail within seconds naming it (both transports)", function()
   for _, tr in ipairs { "auto", "tcp" } do
     local srv = dist.Store.server { host = "127.0.0.1", port = 0 }
