@@ -43,13 +43,17 @@ static int cpu_supports(ms_op_id op, ms_dtype dtype, ms_dtype *compute) {
     if (!ms_dtype_is_float(dtype)) return 0;
     *compute = ms_cpu_compute_dtype("pool2d", dtype);
     return 1;
+  case MS_OP_INTERPOLATE:
+  case MS_OP_INTERPOLATE_BACKWARD:
+    /* f16/bf16 rows converted inside the kernel (f32 math, f32 accumulation in backward) */
+    if (!ms_dtype_is_float(dtype)) return 0;
+    *compute = ms_cpu_compute_dtype("interpolate", dtype);
+    return 1;
   case MS_OP_SYNC_BN_MOMENTS:
   case MS_OP_SYNC_BN_GRAD_SUMS:
   case MS_OP_SYNC_BN_BACKWARD:
   case MS_OP_LAYER_NORM:
   case MS_OP_LAYER_NORM_BACKWARD:
-  case MS_OP_INTERPOLATE:
-  case MS_OP_INTERPOLATE_BACKWARD:
   case MS_OP_CROSS_ENTROPY:
   case MS_OP_CROSS_ENTROPY_BACKWARD:
     if (!ms_dtype_is_float(dtype)) return 0;

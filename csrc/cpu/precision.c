@@ -46,8 +46,11 @@ ms_dtype ms_cpu_compute_dtype(const char *op, ms_dtype d) {
   if ((d == MS_BF16 || d == MS_F16) && !strncmp(op, "batch_norm", 10)) return d;
   /* pooling (max, average, adaptive average; forward and backward): the same, plane by plane */
   if ((d == MS_BF16 || d == MS_F16) && !strcmp(op, "pool2d")) return d;
+  /* resize (bilinear, nearest; forward and backward): rows converted as the kernel needs them,
+   * f32 math, the backward accumulating into f32 scratch and rounding once */
+  if ((d == MS_BF16 || d == MS_F16) && !strcmp(op, "interpolate")) return d;
   /* Elementwise ops load and store f16/bf16 and compute in f32 inside their kernels (their
-   * families answer natively in cpu_backend.c); the rest (resize, layer norm, losses...)
+   * families answer natively in cpu_backend.c); the rest (layer norm, losses...)
    * computes in f32 on converted copies. */
   return MS_F32;
 }
