@@ -122,10 +122,14 @@ static void test_backend_table(void) {
   CHECK(want_bf16 == MS_BF16 || want_bf16 == MS_F32);
   CHECK(cpu->supports(MS_OP_CONV2D, MS_BF16, &c) && c == want_bf16);
   CHECK(cpu->supports(MS_OP_CONV2D_BACKWARD, MS_BF16, &c) && c == want_bf16);
-  /* batch norm loads and stores half natively (f32 math inside); resize converts to f32 */
+  /* batch norm and resize load and store half natively (f32 math inside); layer norm converts */
   CHECK(cpu->supports(MS_OP_BATCH_NORM, MS_BF16, &c) && c == MS_BF16);
   CHECK(cpu->supports(MS_OP_BATCH_NORM_BACKWARD, MS_F16, &c) && c == MS_F16);
-  CHECK(cpu->supports(MS_OP_INTERPOLATE, MS_BF16, &c) && c == MS_F32);
+  CHECK(cpu->supports(MS_OP_INTERPOLATE, MS_BF16, &c) && c == MS_BF16);
+  CHECK(cpu->supports(MS_OP_INTERPOLATE_BACKWARD, MS_F16, &c) && c == MS_F16);
+  CHECK(cpu->supports(MS_OP_INTERPOLATE, MS_F64, &c) && c == MS_F64);
+  CHECK(!cpu->supports(MS_OP_INTERPOLATE, MS_I32, &c));
+  CHECK(cpu->supports(MS_OP_LAYER_NORM, MS_BF16, &c) && c == MS_F32);
   CHECK(cpu->supports(MS_OP_CONV2D, MS_F64, &c) && c == MS_F64);
   CHECK(!cpu->supports(MS_OP_BATCH_NORM, MS_I64, &c));
   CHECK(cpu->supports(MS_OP_BINARY, MS_F16, &c) && c == MS_F16);
