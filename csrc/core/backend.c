@@ -41,6 +41,7 @@ static const struct {
     E(MS_OP_SYNC_BN_BACKWARD, "batch_norm_backward_global", sync_bn_backward),
     E(MS_OP_SYNC_BN_PACKET, "batch_norm_stats_packet", sync_bn_packet),
     E(MS_OP_SYNC_BN_MERGE, "batch_norm_merge_stats", sync_bn_merge),
+    E(MS_OP_SYNC_BN_PARAM_GRADS, "batch_norm_param_grads", sync_bn_param_grads),
     E(MS_OP_LAYER_NORM, "layer_norm", layer_norm),
     E(MS_OP_LAYER_NORM_BACKWARD, "layer_norm_backward", layer_norm_backward),
     E(MS_OP_MAX_POOL2D, "max_pool2d", max_pool2d),

@@ -44,6 +44,7 @@ typedef enum ms_op_id {
   MS_OP_SYNC_BN_BACKWARD,
   MS_OP_SYNC_BN_PACKET,
   MS_OP_SYNC_BN_MERGE,
+  MS_OP_SYNC_BN_PARAM_GRADS,
   MS_OP_LAYER_NORM,
   MS_OP_LAYER_NORM_BACKWARD,
   MS_OP_MAX_POOL2D,
@@ -166,6 +167,9 @@ typedef struct ms_backend {
   int (*sync_bn_merge)(ms_context *ctx, const ms_tensor *all, double eps, double momentum,
                        ms_tensor *rm, ms_tensor *rv, ms_tensor *mean, ms_tensor *invstd,
                        ms_tensor *mean64, ms_tensor *var64, double *count);
+  /* sums contiguous f64 [2, C], invstd 1-d float [C]; dw / db [C] contiguous (either NULL) */
+  int (*sync_bn_param_grads)(ms_context *ctx, const ms_tensor *sums, const ms_tensor *invstd,
+                             ms_tensor *dw, ms_tensor *db);
   /* layer norm: x viewed as [M, K], contiguous operands of the compute dtype */
   int (*layer_norm)(ms_context *ctx, const ms_tensor *x, int64_t m, int64_t k, const ms_tensor *w,
                     const ms_tensor *b, double eps, ms_tensor *out, ms_tensor *mean,

@@ -130,6 +130,7 @@ const ms_backend ms_cpu_backend = {
     .sync_bn_backward = ms_cpu_sync_bn_backward,
     .sync_bn_packet = ms_cpu_sync_bn_packet,
     .sync_bn_merge = ms_cpu_sync_bn_merge,
+    .sync_bn_param_grads = ms_cpu_sync_bn_param_grads,
     .layer_norm = ms_cpu_layer_norm,
     .layer_norm_backward = ms_cpu_layer_norm_backward,
     .max_pool2d = ms_cpu_max_pool2d,

@@ -79,3 +79,15 @@ int ms_cpu_sync_bn_merge(ms_context *ctx, const ms_tensor *all, double eps, doub
   *count = n;
   return MS_OK;
 }
+
+int ms_cpu_sync_bn_param_grads(ms_context *ctx, const ms_tensor *sums, const ms_tensor *invstd,
+                               ms_tensor *dw, ms_tensor *db) {
+  (void)ctx;
+  int64_t c = invstd->shape[0];
+  const double *sg = (const double *)ms_data(sums), *sgx = sg + c;
+  for (int64_t j = 0; j < c; j++) {
+    if (dw) put(dw, j, sgx[j] * get(invstd, j));
+    if (db) put(db, j, sg[j]);
+  }
+  return MS_OK;
+}

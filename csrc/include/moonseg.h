@@ -355,6 +355,11 @@ int ms_batch_norm_merge_stats(ms_context *ctx, const ms_tensor *gathered, ms_dty
                               double eps, ms_tensor *running_mean, ms_tensor *running_var,
                               double momentum, ms_tensor **mean, ms_tensor **invstd,
                               ms_tensor **mean64, ms_tensor **var64, double *count);
+/* This rank's weight and bias gradients of SyncBatchNorm from its grad_sums (f64 [2, C], before
+ * they are reduced): dweight = sum(g * (x - mean)) * invstd, dbias = sum(g), both in dtype;
+ * dweight or dbias may be NULL when not wanted. */
+int ms_batch_norm_param_grads(ms_context *ctx, const ms_tensor *sums, const ms_tensor *invstd,
+                              ms_dtype dtype, ms_tensor **dweight, ms_tensor **dbias);
 /* Normalises over the last normalized_ndim dims; weight/bias shaped like them or NULL. */
 int ms_layer_norm(ms_context *ctx, const ms_tensor *x, int normalized_ndim, const ms_tensor *weight,
                   const ms_tensor *bias, double eps, ms_tensor **out, ms_tensor **save_mean,

@@ -80,3 +80,36 @@ int ms_batch_norm_merge_stats(ms_context *ctx, const ms_tensor *all, ms_dtype dt
     ms_tensor_free(o[i]);
   return st;
 }
+
+int ms_batch_norm_param_grads(ms_context *ctx, const ms_tensor *sums, const ms_tensor *invstd,
+                              ms_dtype dtype, ms_tensor **dweight, ms_tensor **dbias) {
+  const char *op = "batch_norm_param_grads";
+  if (ms_check_tensor(op, "sums", sums) || ms_check_tensor(op, "invstd", invstd))
+    return MS_ERR_INVALID;
+  if (invstd->ndim != 1 || !ms_dtype_is_float(invstd->dtype))
+    return ms_fail(MS_ERR_INVALID, "%s: invstd is %s, expected a float [C]", op, ms_desc(invstd));
+  int64_t c = invstd->shape[0];
+  if (sums->dtype != MS_F64 || sums->ndim != 2 || sums->shape[0] != 2 || sums->shape[1] != c ||
+      !ms_is_contiguous(sums))
+    return ms_fail(MS_ERR_INVALID, "%s: sums is %s, expected contiguous f64 [2, %lld] (invstd %s)",
+                   op, ms_desc(sums), (long long)c, ms_desc(invstd));
+  int st;
+  if ((st = ms_check_same_device(op, sums, invstd))) return st;
+  if ((int)dtype < 0 || dtype > MS_BOOL || !ms_dtype_is_float(dtype))
+    return ms_fail(MS_ERR_DTYPE, "%s: dtype %d of the gradients is not a float type", op,
+                   (int)dtype);
+  const ms_backend *be = ms_backend_get(MS_OP_SYNC_BN_PARAM_GRADS, NULL, sums, MS_F64, NULL);
+  if (!be) return MS_ERR_UNSUPPORTED;
+  int64_t shape[1] = {c};
+  ms_tensor *dw = NULL, *db = NULL;
+  if ((!dweight || !(st = ms_tensor_new_on(sums, shape, 1, dtype, &dw))) &&
+      (!dbias || !(st = ms_tensor_new_on(sums, shape, 1, dtype, &db))) &&
+      !(st = be->sync_bn_param_grads(ctx, sums, invstd, dw, db))) {
+    if (dweight) *dweight = dw;
+    if (dbias) *dbias = db;
+    return MS_OK;
+  }
+  ms_tensor_free(dw);
+  ms_tensor_free(db);
+  return st;
+}

@@ -1,5 +1,5 @@
 -- test_sync_bn_merge.lua: SyncBatchNorm's statistics ops (ms_batch_norm_stats_packet,
--- ms_batch_norm_merge_stats) against an f64 reference (Chan's pairwise merge written out here),
+-- ms_batch_norm_merge_stats, ms_batch_norm_param_grads) against an f64 reference (Chan's pairwise merge written out here),
 -- bit for bit against the tensor-op merge they replaced (ranks of unequal counts, one of 0), the
 -- running-stat update, and errors naming the op and the tensor at fault.
 local H = require "harness"
@@ -159,6 +159,32 @@ H.case("merge_stats and its running-stat update are bit for bit the former tenso
   end
 end)
 
+-- param_grads(sums, invstd, dtype, want_w, want_b) -> dw, db
+local function param_grads(sums, invstd, dtype, want_w, want_b)
+  local out = ffi.new("ms_tensor *[2]")
+  L.check(C_.ms_batch_norm_param_grads(ctx, h(sums), h(invstd), L.dtypes[dtype], want_w and out or nil,
+    want_b and out + 1 or nil))
+  return want_w and T.wrap(out[0]) or nil, want_b and T.wrap(out[1]) or nil
+end
+
+H.case("param_grads: dweight = sum(g (x - mean)) * invstd, dbias = sum(g), as the former tensor ops", function()
+  local sums = H.tensor({ 1.5, -2, 0.25, 3, -0.125, 1e-3 }, { 2, 3 })
+  local invstd = H.tensor({ 2, 0.5, 4 }, { 3 }, "f32")
+  local dw, db = param_grads(sums, invstd, "f64", true, true)
+  H.same_list(H.values(dw), { 6, -0.0625, 4e-3 })
+  H.same_list(H.values(db), { 1.5, -2, 0.25 })
+  local rnd = H.rng(41)
+  local s2, inv2 = H.rand_tensor(rnd, { 2, 24 }), H.rand_tensor(H.rng(42, 0.1, 3), { 24 }, "f32")
+  for _, pd in ipairs { "f32", "bf16", "f64" } do
+    local w, b = param_grads(s2, inv2, pd, true, true)
+    same_bits(w, (s2:select(1, 2) * inv2:to("f64")):to(pd), pd .. " dweight")
+    same_bits(b, s2:select(1, 1):clone():to(pd), pd .. " dbias")
+  end
+  local w_only, none = param_grads(s2, inv2, "f32", true, false)
+  H.eq(w_only:numel(), 24)
+  H.eq(none, nil)
+end)
+
 H.case("bad input names the op and the tensor", function()
   local ok = H.tensor({ 2, 1, 1, 3, 4, 0.5, 0.5 }, { 1, 7 })
   H.raises(function() merge(ok:to("f32"), "f32", 1e-5) end, "batch_norm_merge_stats", "gathered", "f32")
@@ -174,6 +200,12 @@ H.case("bad input names the op and the tensor", function()
     "batch_norm_merge_stats", "every rank's batch is empty")
   H.raises(function() packet(ms.zeros(5)) end, "batch_norm_stats_packet", "input", "[5]")
   H.raises(function() packet(ms.zeros(2, 3, { dtype = "i64" })) end, "batch_norm_stats_packet", "input")
+  local sums, inv = ms.zeros(2, 3, { dtype = "f64" }), ms.ones(3)
+  H.raises(function() param_grads(sums:to("f32"), inv, "f32", true, true) end, "batch_norm_param_grads", "sums", "f32")
+  H.raises(function() param_grads(ms.zeros(2, 4, { dtype = "f64" }), inv, "f32", true, true) end,
+    "batch_norm_param_grads", "sums", "[2, 4]")
+  H.raises(function() param_grads(sums, ms.ones(3, 1), "f32", true, true) end, "batch_norm_param_grads", "invstd")
+  H.raises(function() param_grads(sums, inv, "i32", true, true) end, "batch_norm_param_grads", "dtype")
   -- a failed merge leaves the running stats alone
   local rm = ms.ones(3)
   pcall(merge, ms.zeros(2, 7, { dtype = "f64" }), "f32", 1e-5, rm, nil, 0.5)

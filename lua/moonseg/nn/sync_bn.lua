@@ -43,10 +43,14 @@ return function(nn, ms)
     -- this rank's sum(g) and sum(g * (x - mean)), f64 [2, C]
     L.check(C_.ms_batch_norm_grad_sums(ctx, h(g), h(s.x), h(s.mean), out))
     local sums = T.wrap(out[0])
-    local pd = s.w and s.w:type() or s.x:type()
-    -- weight and bias get this rank's share; data parallel averages them afterwards
-    local dw = want_w and (sums:select(1, 2) * s.invstd:to("f64")):to(pd) or nil
-    local db = want_b and sums:select(1, 1):clone():to(pd) or nil
+    local pd = (s.w or s.x):dtype_code()
+    -- weight and bias get this rank's share (one call); data parallel averages them afterwards
+    local dw, db
+    if want_w or want_b then
+      L.check(C_.ms_batch_norm_param_grads(ctx, h(sums), h(s.invstd), pd, want_w and out + 1 or nil,
+        want_b and out + 2 or nil))
+      dw, db = want_w and T.wrap(out[1]) or nil, want_b and T.wrap(out[2]) or nil
+    end
     local dx
     if want_x then
       -- the statistics depend on every rank's input: reduce the per-channel sums globally
