@@ -42,6 +42,9 @@ typedef enum ms_op_id {
   MS_OP_SYNC_BN_MOMENTS,
   MS_OP_SYNC_BN_GRAD_SUMS,
   MS_OP_SYNC_BN_BACKWARD,
+  MS_OP_SYNC_BN_PACKET,
+  MS_OP_SYNC_BN_MERGE,
+  MS_OP_SYNC_BN_PARAM_GRADS,
   MS_OP_LAYER_NORM,
   MS_OP_LAYER_NORM_BACKWARD,
   MS_OP_MAX_POOL2D,
@@ -156,6 +159,17 @@ typedef struct ms_backend {
   int (*sync_bn_backward)(ms_context *ctx, const ms_tensor *gy, const ms_tensor *x,
                           const ms_tensor *weight, const ms_tensor *mean, const ms_tensor *invstd,
                           const ms_tensor *sums, double count, ms_tensor *dx);
+  /* packet: x contiguous of the compute dtype, out contiguous f64 [2C + 1] (count, mean,
+   * count * var). merge: all contiguous f64 [W, 2C + 1]; mean / invstd ([C], the caller's dtype),
+   * mean64 / var64 (f64 [C]) contiguous; rm / rv 1-d [C] float or NULL, updated in place;
+   * *count gets the total count (the one value read back to the host). */
+  int (*sync_bn_packet)(ms_context *ctx, const ms_tensor *x, ms_tensor *out);
+  int (*sync_bn_merge)(ms_context *ctx, const ms_tensor *all, double eps, double momentum,
+                       ms_tensor *rm, ms_tensor *rv, ms_tensor *mean, ms_tensor *invstd,
+                       ms_tensor *mean64, ms_tensor *var64, double *count);
+  /* sums contiguous f64 [2, C], invstd 1-d float [C]; dw / db [C] contiguous (either NULL) */
+  int (*sync_bn_param_grads)(ms_context *ctx, const ms_tensor *sums, const ms_tensor *invstd,
+                             ms_tensor *dw, ms_tensor *db);
   /* layer norm: x viewed as [M, K], contiguous operands of the compute dtype */
   int (*layer_norm)(ms_context *ctx, const ms_tensor *x, int64_t m, int64_t k, const ms_tensor *w,
                     const ms_tensor *b, double eps, ms_tensor *out, ms_tensor *mean,

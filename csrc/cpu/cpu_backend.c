@@ -52,6 +52,7 @@ static int cpu_supports(ms_op_id op, ms_dtype dtype, ms_dtype *compute) {
   case MS_OP_SYNC_BN_MOMENTS:
   case MS_OP_SYNC_BN_GRAD_SUMS:
   case MS_OP_SYNC_BN_BACKWARD:
+  case MS_OP_SYNC_BN_PACKET:
   case MS_OP_LAYER_NORM:
   case MS_OP_LAYER_NORM_BACKWARD:
   case MS_OP_CROSS_ENTROPY:
@@ -131,6 +132,9 @@ const ms_backend ms_cpu_backend = {
     .sync_bn_moments = ms_cpu_sync_bn_moments,
     .sync_bn_grad_sums = ms_cpu_sync_bn_grad_sums,
     .sync_bn_backward = ms_cpu_sync_bn_backward,
+    .sync_bn_packet = ms_cpu_sync_bn_packet,
+    .sync_bn_merge = ms_cpu_sync_bn_merge,
+    .sync_bn_param_grads = ms_cpu_sync_bn_param_grads,
     .layer_norm = ms_cpu_layer_norm,
     .layer_norm_backward = ms_cpu_layer_norm_backward,
     .max_pool2d = ms_cpu_max_pool2d,

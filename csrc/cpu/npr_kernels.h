@@ -24,6 +24,12 @@ int ms_cpu_sync_bn_grad_sums(ms_context *ctx, const ms_tensor *gy, const ms_tens
 int ms_cpu_sync_bn_backward(ms_context *ctx, const ms_tensor *gy, const ms_tensor *x,
                             const ms_tensor *weight, const ms_tensor *mean, const ms_tensor *invstd,
                             const ms_tensor *sums, double count, ms_tensor *dx);
+int ms_cpu_sync_bn_packet(ms_context *ctx, const ms_tensor *x, ms_tensor *out);
+int ms_cpu_sync_bn_merge(ms_context *ctx, const ms_tensor *all, double eps, double momentum,
+                         ms_tensor *rm, ms_tensor *rv, ms_tensor *mean, ms_tensor *invstd,
+                         ms_tensor *mean64, ms_tensor *var64, double *count);
+int ms_cpu_sync_bn_param_grads(ms_context *ctx, const ms_tensor *sums, const ms_tensor *invstd,
+                               ms_tensor *dw, ms_tensor *db);
 int ms_cpu_batch_norm(ms_context *ctx, const ms_tensor *x, const ms_tensor *weight,
                       const ms_tensor *bias, ms_tensor *running_mean, ms_tensor *running_var,
                       int training, double momentum, double eps, ms_tensor *y, ms_tensor *save_mean,

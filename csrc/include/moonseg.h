@@ -344,6 +344,22 @@ int ms_batch_norm_backward_global(ms_context *ctx, const ms_tensor *grad_out, co
                                   const ms_tensor *weight, const ms_tensor *mean,
                                   const ms_tensor *invstd, const ms_tensor *sums, double count,
                                   ms_tensor **dx);
+/* SyncBatchNorm's statistics exchange in two calls. stats_packet: f64 [2C + 1] (count, mean,
+ * count * biased variance) of x, what each rank all-gathers. merge_stats: from the gathered
+ * packets (f64 [W, 2C + 1]) Chan's count-weighted merge: mean and invstd = 1 / sqrt(var + eps) in
+ * dtype, the f64 mean and biased variance, and the total count (host); running_mean /
+ * running_var (or NULL) are updated in place as ms_batch_norm does (momentum is the batch's
+ * weight, the variance unbiased). Fails when every rank's count is 0. */
+int ms_batch_norm_stats_packet(ms_context *ctx, const ms_tensor *x, ms_tensor **out);
+int ms_batch_norm_merge_stats(ms_context *ctx, const ms_tensor *gathered, ms_dtype dtype,
+                              double eps, ms_tensor *running_mean, ms_tensor *running_var,
+                              double momentum, ms_tensor **mean, ms_tensor **invstd,
+                              ms_tensor **mean64, ms_tensor **var64, double *count);
+/* This rank's weight and bias gradients of SyncBatchNorm from its grad_sums (f64 [2, C], before
+ * they are reduced): dweight = sum(g * (x - mean)) * invstd, dbias = sum(g), both in dtype;
+ * dweight or dbias may be NULL when not wanted. */
+int ms_batch_norm_param_grads(ms_context *ctx, const ms_tensor *sums, const ms_tensor *invstd,
+                              ms_dtype dtype, ms_tensor **dweight, ms_tensor **dbias);
 /* Normalises over the last normalized_ndim dims; weight/bias shaped like them or NULL. */
 int ms_layer_norm(ms_context *ctx, const ms_tensor *x, int normalized_ndim, const ms_tensor *weight,
                   const ms_tensor *bias, double eps, ms_tensor **out, ms_tensor **save_mean,

@@ -16,32 +16,22 @@ return function(nn, ms)
     return x:size(2)
   end
 
+  local ffi = require "ffi"
   local L, T = require "moonseg.lib", require "moonseg.tensor"
   local C_, ctx, out = L.C, L.ctx, L.out
   local h = T.handle
 
-  -- Global per-channel mean and biased variance over all ranks (f64), and the total count.
-  -- Each rank sends (count, its mean, its sum of squared deviations), its moments summed in
-  -- f64 by batch_norm's own kernel; Chan's merge of those is exact up to rounding.
-  local function global_stats(x, C)
-    local n = x:numel() / C
-    local st = ms.zeros(2 * C + 1, { dtype = "f64", device = x:device_str() })
-    st:narrow(1, 1, 1):fill_(n)
-    if n > 0 then
-      L.check(C_.ms_batch_norm_moments(ctx, h(x), out))
-      local mv = T.wrap(out[0])
-      st:narrow(1, 2, C):copy_(mv:select(1, 1))
-      st:narrow(1, C + 2, C):copy_(mv:select(1, 2) * n)
-    end
-    local all = dist.all_gather_into_tensor(st) -- [W, 2C + 1]
-    local counts = all:narrow(2, 1, 1)          -- [W, 1]
-    local N = counts:sum():item()
-    if N < 1 then error("SyncBatchNorm: every rank's batch is empty", 3) end
-    local means, m2s = all:narrow(2, 2, C), all:narrow(2, C + 2, C)
-    local mean = (means * counts):sum(1) / N
-    local dev = means - mean:view(1, C)
-    local var = (m2s + counts * dev * dev):sum(1) / N
-    return mean, var, N
+  -- Global statistics over all ranks: each rank all-gathers its packet (count, mean, count *
+  -- biased variance; moments summed in f64 by batch_norm's own kernel) and one C op does Chan's
+  -- merge of the packets (exact up to rounding), the running-stat update included. Returns mean and
+  -- invstd in x's dtype, the f64 mean and variance, and the total count.
+  local nout = ffi.new("double[1]")
+  local function global_stats(x, rm, rv, momentum, eps)
+    L.check(C_.ms_batch_norm_stats_packet(ctx, h(x), out))
+    local all = dist.all_gather_into_tensor(T.wrap(out[0])) -- [W, 2C + 1]
+    L.check(C_.ms_batch_norm_merge_stats(ctx, h(all), x:dtype_code(), eps, rm and h(rm) or nil,
+      rv and h(rv) or nil, momentum, out, out + 1, out + 2, out + 3, nout), 3)
+    return T.wrap(out[0]), T.wrap(out[1]), T.wrap(out[2]), T.wrap(out[3]), nout[0]
   end
 
   -- The backward of plain batch_norm with the per-channel sums reduced over the ranks: each
@@ -53,10 +43,14 @@ return function(nn, ms)
     -- this rank's sum(g) and sum(g * (x - mean)), f64 [2, C]
     L.check(C_.ms_batch_norm_grad_sums(ctx, h(g), h(s.x), h(s.mean), out))
     local sums = T.wrap(out[0])
-    local pd = s.w and s.w:type() or s.x:type()
-    -- weight and bias get this rank's share; data parallel averages them afterwards
-    local dw = want_w and (sums:select(1, 2) * s.invstd:to("f64")):to(pd) or nil
-    local db = want_b and sums:select(1, 1):clone():to(pd) or nil
+    local pd = (s.w or s.x):dtype_code()
+    -- weight and bias get this rank's share (one call); data parallel averages them afterwards
+    local dw, db
+    if want_w or want_b then
+      L.check(C_.ms_batch_norm_param_grads(ctx, h(sums), h(s.invstd), pd, want_w and out + 1 or nil,
+        want_b and out + 2 or nil))
+      dw, db = want_w and T.wrap(out[1]) or nil, want_b and T.wrap(out[2]) or nil
+    end
     local dx
     if want_x then
       -- the statistics depend on every rank's input: reduce the per-channel sums globally
@@ -74,18 +68,11 @@ return function(nn, ms)
     if not training or not dist.is_initialized() or dist.get_world_size() == 1 then
       return F.batch_norm(x, rm, rv, w, b, training, momentum, eps)
     end
-    local C = layout(x)
+    layout(x)
     local y, mean, invstd, N
     A.no_grad(function()
       local mean64, var64
-      mean64, var64, N = global_stats(x, C)
-      local dt = x:type()
-      mean, invstd = mean64:to(dt), (var64 + eps):rsqrt():to(dt)
-      if rm then rm:mul_(1 - momentum):add_(mean64:to(rm:type()) * momentum) end
-      if rv then
-        local unbiased = N > 1 and var64 * (N / (N - 1)) or var64
-        rv:mul_(1 - momentum):add_(unbiased:to(rv:type()) * momentum)
-      end
+      mean, invstd, mean64, var64, N = global_stats(x, rm, rv, momentum, eps)
       -- normalise with the global statistics: batch_norm in inference form
       y = F.batch_norm(x, mean64, var64, w, b, false, 0, eps)
     end)
