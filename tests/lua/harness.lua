@@ -26,11 +26,14 @@ end
 -- otherwise free it in the middle of a measurement.
 function H.settle_memory()
   local ms = require "moonseg"
-  local a
+  -- two quiet cycles in a row: a cycle that frees only Lua objects (a finalized wrapper, a
+  -- closure) can make the tensors they referenced collectable in the next one
+  local quiet = 0
   repeat
-    a = ms.memory_stats().allocated
+    local a = ms.memory_stats().allocated
     collectgarbage()
-  until ms.memory_stats().allocated >= a
+    quiet = ms.memory_stats().allocated >= a and quiet + 1 or 0
+  until quiet >= 2
 end
 
 function H.eq(a, b, msg)
