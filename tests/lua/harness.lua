@@ -57,6 +57,17 @@ function H.same_list(a, b, msg)
   for i = 1, #a do H.eq(a[i], b[i], (msg or "") .. " [" .. i .. "]") end
 end
 
+-- Tensors a and b hold exactly the same values element by element (NaN equal to NaN).
+function H.same_values(a, b, what)
+  local u, v = a:to("f64"):contiguous():view(-1):tolist(), b:to("f64"):contiguous():view(-1):tolist()
+  H.eq(#u, #v, what .. ": sizes")
+  for i = 1, #u do
+    if not (u[i] == v[i] or (u[i] ~= u[i] and v[i] ~= v[i])) then
+      error(string.format("%s at %d: %.9g vs %.9g", what, i, u[i], v[i]), 2)
+    end
+  end
+end
+
 -- fn must raise an error whose message contains every given fragment.
 function H.raises(fn, ...)
   local ok, err = pcall(fn)

@@ -111,6 +111,21 @@ local shm_before = shm_names()
 
 local SHM, TCP = "cpu ring (shared memory)", "cpu ring (tcp)"
 
+-- Runs fn(port) with a store hosted by the test, stopped whatever fn does.
+local function with_store(fn)
+  local srv = dist.Store.server { host = "127.0.0.1", port = 0 }
+  local ok, err = pcall(fn, srv:port())
+  srv:stop()
+  assert(ok, err)
+end
+
+-- msg must contain every fragment.
+local function has_all(msg, frags)
+  for _, frag in ipairs(frags) do
+    if not msg:find(frag, 1, true) then error("message lacks '" .. frag .. "': " .. msg, 2) end
+  end
+end
+
 H.case("collectives, 2 worker processes, store hosted by the test; shared memory and TCP agree bit for bit", function()
   local got = {}
   for _, tr in ipairs { "auto", "tcp" } do
@@ -133,35 +148,25 @@ H.case("collectives, 2 worker processes, store hosted by the test; shared memory
 end)
 
 H.case("transport choice: ranks of different hosts use TCP; shm forced across hosts or a bad value fails naming it", function()
-  local srv = dist.Store.server { host = "127.0.0.1", port = 0 }
-  local ok, err = pcall(function()
-    local res = spawn("coll", 2, srv:port(), { env = function(r) return "MS_COMM_HOST_ID=node" .. r end })
+  with_store(function(port)
+    local res = spawn("coll", 2, port, { env = function(r) return "MS_COMM_HOST_ID=node" .. r end })
     check_coll(res, 2)
     for r = 0, 1 do H.eq(res[r].transport, TCP, "rank " .. r .. " of two hosts") end
   end)
-  srv:stop()
-  assert(ok, err)
-  srv = dist.Store.server { host = "127.0.0.1", port = 0 }
-  ok, err = pcall(function()
-    local res = spawn("coll", 2, srv:port(), { timeout = 5,
+  with_store(function(port)
+    local res = spawn("coll", 2, port, { timeout = 5,
       env = function(r) return "MS_COMM_TRANSPORT=shm MS_COMM_HOST_ID=node" .. r end })
     for r = 0, 1 do
       H.eq(res[r].ok, false, "rank " .. r .. " must refuse shm across hosts")
-      for _, frag in ipairs { "MS_COMM_TRANSPORT=shm", "runs on another host", "node" .. (1 - r) } do
-        if not res[r].err:find(frag, 1, true) then error("message lacks '" .. frag .. "': " .. res[r].err) end
-      end
+      has_all(res[r].err, { "MS_COMM_TRANSPORT=shm", "runs on another host", "node" .. (1 - r) })
     end
   end)
-  srv:stop()
-  assert(ok, err)
   local p = io.popen("MS_COMM_TRANSPORT=udp timeout 20 luajit -e 'local d = require(\"moonseg\").dist; " ..
     "local s = d.Store.server{host=\"127.0.0.1\", port=0}; print(select(2, pcall(d.init_process_group, " ..
     "{rank=0, world_size=1, master_addr=\"127.0.0.1\", master_port=s:port(), start_store=false, timeout=5})))' 2>&1")
   local msg = p:read("*a")
   p:close()
-  for _, frag in ipairs { "MS_COMM_TRANSPORT must be auto, tcp or shm", "'udp'" } do
-    if not msg:find(frag, 1, true) then error("message lacks '" .. frag .. "': " .. msg) end
-  end
+  has_all(msg, { "MS_COMM_TRANSPORT must be auto, tcp or shm", "'udp'" })
 end)
 
 -- Each rank in a mount namespace of its own whose /dev/shm holds 1 MB (containers often give it
@@ -174,26 +179,18 @@ H.case("a /dev/shm too small for the ring: auto falls back to TCP (no SIGBUS); s
     io.stderr:write("NOT RUN: unshare -m with a tmpfs mount is not permitted here (needs root)\n")
     return
   end
-  local srv = dist.Store.server { host = "127.0.0.1", port = 0 }
-  local ok, err = pcall(function()
-    local res = spawn("coll", 2, srv:port(), { env = small_shm })
+  with_store(function(port)
+    local res = spawn("coll", 2, port, { env = small_shm })
     check_coll(res, 2)
     for r = 0, 1 do H.eq(res[r].transport, TCP, "rank " .. r .. " with a full /dev/shm") end
   end)
-  srv:stop()
-  assert(ok, err)
-  srv = dist.Store.server { host = "127.0.0.1", port = 0 }
-  ok, err = pcall(function()
-    local res = spawn("coll", 2, srv:port(), { timeout = 5, env = "MS_COMM_TRANSPORT=shm " .. small_shm })
+  with_store(function(port)
+    local res = spawn("coll", 2, port, { timeout = 5, env = "MS_COMM_TRANSPORT=shm " .. small_shm })
     for r = 0, 1 do
       H.eq(res[r].ok, false, "rank " .. r .. " must fail: MS_COMM_TRANSPORT=shm without room for the ring")
-      for _, frag in ipairs { "MS_COMM_TRANSPORT=shm", "cannot size", "No space left on device" } do
-        if not res[r].err:find(frag, 1, true) then error("message lacks '" .. frag .. "': " .. res[r].err) end
-      end
+      has_all(res[r].err, { "MS_COMM_TRANSPORT=shm", "cannot size", "No space left on device" })
     end
   end)
-  srv:stop()
-  assert(ok, err)
 end)
 
 H.case("a rank that dies inside a collective: the others fail within seconds naming it (both transports)", function()
@@ -206,9 +203,7 @@ H.case("a rank that dies inside a collective: the others fail within seconds nam
         H.eq(x.transport, tr == "auto" and SHM or TCP, "transport of rank " .. r)
         H.near(x.first, { 6 * base(1), 6 * base(2), 6 * base(3), 6 * base(4) }, 1e-6, "first all_reduce")
         H.eq(x.second_ok, false, "rank " .. r .. " must fail the collective rank 2 died in (" .. tr .. ")")
-        for _, frag in ipairs { "all_reduce", "seq 2", "rank " .. r .. " of 3" } do
-          if not x.second_err:find(frag, 1, true) then error("message lacks '" .. frag .. "': " .. x.second_err) end
-        end
+        has_all(x.second_err, { "all_reduce", "seq 2", "rank " .. r .. " of 3" })
         -- which link broke first depends on timing; the ranks the message names as missing do not
         local missing = x.second_err:match("have not reached seq 2: ([%d, ]+)") or ""
         if not (" " .. missing .. ","):find("[ ,]2,") then error("message does not name rank 2 as missing: " .. x.second_err) end
@@ -236,18 +231,14 @@ H.case("a rank that skips a collective: the others fail within the timeout namin
     for r = 0, 1 do
       local x = res[r]
       H.eq(x.second_ok, false, "rank " .. r .. " must fail the collective rank 2 skipped")
-      for _, frag in ipairs { "all_reduce", "seq 2", "rank " .. r .. " of 3", "have not reached seq 2: 2" } do
-        if not x.second_err:find(frag, 1, true) then error("message lacks '" .. frag .. "': " .. x.second_err) end
-      end
+      has_all(x.second_err, { "all_reduce", "seq 2", "rank " .. r .. " of 3", "have not reached seq 2: 2" })
       if not (x.elapsed >= 1.9) then error("rank " .. r .. " gave up after " .. x.elapsed .. " s, before its 2 s timeout") end
       H.within(x.elapsed, 2, "rank " .. r .. "'s collective")
       H.fast(x.elapsed, 3, "rank " .. r .. "'s collective")
       H.eq(x.third_ok, false, "the communicator stays broken")
       if not x.third_err:find("broken", 1, true) then error(x.third_err) end
       H.eq(x.async_ok, false, "rank " .. r .. " must fail the asynchronous all_reduce rank 2 skipped")
-      for _, frag in ipairs { "all_reduce", "seq 1", "rank " .. r .. " of 3", "have not reached seq 1: 2" } do
-        if not x.async_err:find(frag, 1, true) then error("message lacks '" .. frag .. "': " .. x.async_err) end
-      end
+      has_all(x.async_err, { "all_reduce", "seq 1", "rank " .. r .. " of 3", "have not reached seq 1: 2" })
       H.within(x.async_elapsed, 2, "rank " .. r .. "'s asynchronous collective")
     end
   end)

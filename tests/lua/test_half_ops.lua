@@ -118,14 +118,7 @@ for _, dt in ipairs { "bf16", "f16" } do
   end
 end
 
-local function same_values(a, b, what)
-  local u, v = a:to("f64"):contiguous():view(-1):tolist(), b:to("f64"):contiguous():view(-1):tolist()
-  H.eq(#u, #v, what .. ": sizes")
-  for i = 1, #u do
-    assert(u[i] == v[i] or (u[i] ~= u[i] and v[i] ~= v[i]),
-      string.format("%s at %d: %.9g vs %.9g", what, i, u[i], v[i]))
-  end
-end
+local same_values = H.same_values
 
 -- Half pooling kernels compute in f32 on the half values and round once: forward and backward
 -- equal the f32 op on the same (half-valued) inputs, rounded to half, exactly. (Max pooling's

@@ -5,15 +5,7 @@ local H = require "harness"
 local ms = require "moonseg"
 local F = ms.functional
 
--- exact equality of values (NaN equal to NaN), element by element
-local function same_values(a, b, what)
-  local u, v = a:to("f64"):contiguous():view(-1):tolist(), b:to("f64"):contiguous():view(-1):tolist()
-  H.eq(#u, #v, what .. ": sizes")
-  for i = 1, #u do
-    assert(u[i] == v[i] or (u[i] ~= u[i] and v[i] ~= v[i]),
-      string.format("%s at %d: %.9g vs %.9g", what, i, u[i], v[i]))
-  end
-end
+local same_values = H.same_values
 
 -- (name, input shape, output size, transpose the input's last two dims first)
 local shapes = {
