@@ -110,10 +110,12 @@ int ms_memory_empty_cache(ms_device_type device, int index) {
 }
 
 int ms_storage_new(int64_t nbytes, ms_device_type device, int device_index, ms_storage **out) {
+  static int64_t last_serial;
   if (nbytes < 0) return ms_fail(MS_ERR_INVALID, "storage: negative size %lld", (long long)nbytes);
   ms_storage *s = calloc(1, sizeof *s);
   if (!s) return ms_fail(MS_ERR_OOM, "storage: out of host memory for the storage header");
   s->refcount = 1;
+  s->serial = __atomic_add_fetch(&last_serial, 1, __ATOMIC_RELAXED);
   s->nbytes = nbytes;
   s->device = device;
   s->device_index = device_index;

@@ -14,6 +14,7 @@ typedef struct ms_storage {
   int64_t refcount; /* touched with __atomic builtins */
   void *data;
   int64_t nbytes;
+  int64_t serial; /* creation order, from 1; 0 for ms_wrap_host's stack storages */
   ms_device_type device;
   int device_index;
 } ms_storage;

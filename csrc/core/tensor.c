@@ -103,6 +103,7 @@ int ms_tensor_same_storage(const ms_tensor *a, const ms_tensor *b) {
   return a && b && a->storage == b->storage;
 }
 int64_t ms_tensor_storage_nbytes(const ms_tensor *t) { return t->storage->nbytes; }
+int64_t ms_tensor_storage_serial(const ms_tensor *t) { return t->storage->serial; }
 
 int ms_is_contiguous(const ms_tensor *t) {
   int64_t s = 1;

@@ -123,6 +123,9 @@ void *ms_tensor_data_ptr(const ms_tensor *t);
 /* 1 when both views share one storage. */
 int ms_tensor_same_storage(const ms_tensor *a, const ms_tensor *b);
 int64_t ms_tensor_storage_nbytes(const ms_tensor *t);
+/* A number unique to t's storage, increasing in creation order: tells storages made after a
+ * point from older ones that views share (memory accounting in tests). */
+int64_t ms_tensor_storage_serial(const ms_tensor *t);
 
 /* ---- creation and copies -------------------------------------------------- */
 int ms_empty(ms_context *ctx, const int64_t *shape, int ndim, ms_dtype dtype, ms_device_type device,

@@ -36,6 +36,35 @@ function H.settle_memory()
   until quiet >= 2
 end
 
+-- held_by(fn) -> bytes, fn's results: the bytes of storages made inside fn that are still alive
+-- once garbage is collected. Allocated-minus-baseline would count garbage from earlier cases
+-- that a stale Lua stack slot kept alive at the baseline and the collector freed later (CI saw
+-- "held -20 MB").
+function H.held_by(fn)
+  local ms = require "moonseg"
+  local Tensor = require "moonseg.tensor"
+  local C = require("moonseg.lib").C
+  local made = setmetatable({}, { __mode = "k" })
+  -- writes go to the weak set, so tracking itself keeps nothing alive
+  local sink = setmetatable({}, { __newindex = function(_, _, t) made[t] = true end })
+  local first = C.ms_tensor_storage_serial(Tensor.handle(ms.empty(1))) + 1
+  local prev = Tensor.track(sink)
+  local r = { pcall(fn) }
+  Tensor.track(prev)
+  if not r[1] then error(r[2], 0) end
+  H.settle_memory()
+  local seen, bytes = {}, 0
+  for t in pairs(made) do
+    -- views of older storages (saved weights, reshaped inputs) are not what fn holds
+    local serial = not t:is_freed() and C.ms_tensor_storage_serial(t._h)
+    if serial and serial >= first and not seen[tonumber(serial)] then
+      seen[tonumber(serial)] = true
+      bytes = bytes + tonumber(C.ms_tensor_storage_nbytes(t._h))
+    end
+  end
+  return bytes, unpack(r, 2, table.maxn(r))
+end
+
 function H.eq(a, b, msg)
   if a ~= b then error((msg or "values differ") .. ": got " .. fmt(a) .. ", want " .. fmt(b), 2) end
 end

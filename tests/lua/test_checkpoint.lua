@@ -187,9 +187,7 @@ local function model_step(build, with_cp, shape)
   H.settle_memory()
   ms.reset_peak_memory()
   local base = ms.memory_stats().allocated
-  local loss = loss_of(m(x))
-  H.settle_memory()
-  local held = ms.memory_stats().allocated - base -- what the graph keeps for backward
+  local held, loss = H.held_by(function() return loss_of(m(x)) end) -- what the graph keeps for backward
   loss:backward()
   return m, grads, ms.memory_stats().peak - base, held
 end

@@ -122,4 +122,19 @@ H.case("random streams are reproducible from the seed", function()
   H.same_list(a:tolist(), b:tolist())
 end)
 
+H.case("storage serials: new storages count up, views share theirs; held_by counts only new live storages", function()
+  local C = ms.lib.C
+  local a, b = ms.empty(10), ms.empty(10)
+  local sa, sb = C.ms_tensor_storage_serial(a._h), C.ms_tensor_storage_serial(b._h)
+  H.eq(sb > sa, true, "later storage, larger serial")
+  H.eq(C.ms_tensor_storage_serial(a:view(2, 5)._h), sa, "a view keeps its storage's serial")
+  local old = ms.zeros(100)
+  local held, kept = H.held_by(function()
+    local _ = ms.zeros(1000) -- garbage by the end: not held
+    return ms.zeros(250), old:view(10, 10) -- 1,000 new bytes; a view of an older storage
+  end)
+  H.eq(held, 250 * 4)
+  H.same_list(kept:size(), { 250 })
+end)
+
 H.done()

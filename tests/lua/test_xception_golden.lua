@@ -93,9 +93,7 @@ H.case("f64 eval logits, train logits, loss, gradients, running mean = PyTorch t
     H.settle_memory()
     ms.reset_peak_memory()
     local base = ms.memory_stats().allocated
-    local l = ms.losses.CrossEntropyLoss { ignore_index = 255 }(model(x)[1], label)
-    H.settle_memory()
-    local held = ms.memory_stats().allocated - base
+    local held, l = H.held_by(function() return ms.losses.CrossEntropyLoss { ignore_index = 255 }(model(x)[1], label) end)
     l:backward()
     return held, ms.memory_stats().peak - base
   end
