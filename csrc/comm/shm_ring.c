@@ -11,6 +11,7 @@
 #include "comm/comm.h"
 
 #ifdef __linux__
+#include <dirent.h>
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <sched.h>
@@ -166,6 +167,23 @@ void ms_shm_unlink(ms_shm *s) {
   }
 }
 
+/* Names are /moonseg-<creator pid>-<tag>-<n> (ms_shm_create); shm_open keeps them in /dev/shm. */
+int ms_comm_remove_segments(int pid) {
+  char prefix[32];
+  int plen = snprintf(prefix, sizeof prefix, "moonseg-%d-", pid), removed = 0;
+  DIR *d = opendir("/dev/shm");
+  if (!d) return 0;
+  struct dirent *e;
+  while ((e = readdir(d)))
+    if (!strncmp(e->d_name, prefix, (size_t)plen)) {
+      char nm[300];
+      snprintf(nm, sizeof nm, "/%s", e->d_name);
+      if (shm_unlink(nm) == 0) removed++;
+    }
+  closedir(d);
+  return removed;
+}
+
 void ms_shm_close(ms_shm *s) {
   if (!s) return;
   ms_shm_unlink(s);
@@ -301,6 +319,10 @@ int ms_shm_open(const char *name, ms_shm **out) {
   return ms_fail(MS_ERR_IO, "shared-memory transport: cannot open %s: not available", name);
 }
 void ms_shm_unlink(ms_shm *s) { (void)s; }
+int ms_comm_remove_segments(int pid) {
+  (void)pid;
+  return 0;
+}
 void ms_shm_close(ms_shm *s) { (void)s; }
 int ms_shm_xfer(ms_shm *own, ms_shm *out, ms_shm *prev_seg, const void *sp, size_t sn, void *rp,
                 size_t rn, const ms_shm_sink *sink, int spin, int64_t deadline,

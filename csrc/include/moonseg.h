@@ -545,6 +545,10 @@ int ms_comm_world_size(const ms_comm *comm);
 /* What carries the collectives: "cpu ring (tcp)", or "cpu ring (shared memory)" when every
  * rank runs on this host (environment MS_COMM_TRANSPORT=auto|tcp|shm, default auto). */
 const char *ms_comm_backend_name(const ms_comm *comm);
+/* Removes the shared-memory segments that process pid created and did not live to unlink (a
+ * rank killed during communicator setup); the launcher calls it for each worker it reaps.
+ * Returns how many it removed. */
+int ms_comm_remove_segments(int pid);
 /* In place on CPU tensors (any layout); f64 f32 f16 bf16 i64 i32 (halves summed in
  * float). Results are bit-identical on every rank. */
 int ms_comm_all_reduce(ms_comm *comm, ms_tensor *t, ms_comm_op op);

@@ -97,6 +97,9 @@ if cfg.mode == "train" then
       if cfg.fail_how == "kill" then
         pcall(ffi.cdef, "int getpid(void);")
         pcall(ffi.cdef, "int kill(int pid, int sig);")
+        -- stands for a shared-memory ring named by a rank killed during comm setup
+        local seg = assert(io.open(string.format("/dev/shm/moonseg-%d-c9r%d-0", ffi.C.getpid(), rank), "w"))
+        seg:close()
         ffi.C.kill(ffi.C.getpid(), 9)
       end
     end

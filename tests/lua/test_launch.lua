@@ -74,6 +74,11 @@ H.case("a worker killed by SIGKILL: the job stops within 10 s naming the signal"
   local t_fail = tonumber(out:match("failing %(kill%) at step 3, time ([%d%.]+)"))
   assert(t_fail and t_end > t_fail, "no failure time in the log")
   H.fast(t_end - t_fail, 10, "stopping the job")
+  -- the segment the killed rank left named in /dev/shm is removed once the launcher reaps it
+  local pid = tonumber(out:match("launch: rank 0 %(pid (%d+)%)"))
+  local left = io.open(string.format("/dev/shm/moonseg-%d-c9r0-0", pid), "r")
+  if left then left:close() end
+  H.eq(left, nil, "/dev/shm/moonseg-" .. pid .. "-c9r0-0 left behind")
 end)
 
 H.case("a rank that skips a collective: the other rank times out naming the op, seq and missing rank", function()

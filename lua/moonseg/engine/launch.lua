@@ -357,6 +357,8 @@ function M.run(cfg, argv, o)
     local r = C.waitpid(w.pid, status, flags)
     if r == w.pid then
       w.done, w.status = true, status[0]
+      -- a worker killed during communicator setup leaves its shared-memory ring named in /dev/shm
+      require("moonseg.lib").C.ms_comm_remove_segments(w.pid)
       return true
     end
     return false
