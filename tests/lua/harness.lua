@@ -10,9 +10,11 @@ local function fmt(v)
   return tostring(v)
 end
 
--- Runs fn as a named case; a failure is reported and counted, the file goes on.
+-- Runs fn as a named case; a failure is reported and counted, the file goes on. Each case runs
+-- in a coroutine of its own: a fresh Lua stack, so no stack slot still holds an earlier case's
+-- values (they stay alive until overwritten, and would skew memory measurements).
 function H.case(name, fn)
-  local ok, err = xpcall(fn, debug.traceback)
+  local ok, err = coroutine.wrap(function() return xpcall(fn, debug.traceback) end)()
   if ok then
     H.passed = H.passed + 1
   else
