@@ -5,6 +5,9 @@
 
 /* Copies src (already broadcast-compatible) into dst with dtype conversion. */
 int ms_cpu_copy(ms_context *ctx, ms_tensor *dst, const ms_tensor *src);
+/* The copy in tiles when dst and src (same dtype) run contiguously along different dims; 1 when
+ * it did the copy, 0 when the layouts do not fit (copy_tiled.c). */
+int ms_cpu_copy_tiled(ms_context *ctx, ms_tensor *dst, const ms_tensor *src);
 int ms_cpu_fill(ms_context *ctx, ms_tensor *t, double value);
 int ms_cpu_arange(ms_context *ctx, ms_tensor *t, double start, double step);
 int ms_cpu_uniform(ms_context *ctx, ms_generator *gen, ms_tensor *t, double low, double high);

@@ -72,6 +72,7 @@ static void copy_cast(char **d, const int64_t *s, int64_t n, void *arg) {
 }
 
 int ms_cpu_copy(ms_context *ctx, ms_tensor *dst, const ms_tensor *src) {
+  if (ms_cpu_copy_tiled(ctx, dst, src)) return MS_OK;
   const ms_tensor *ops[2] = {dst, src};
   ms_iter it;
   ms_iter_build(&it, 2, ops, dst->shape, dst->ndim);

@@ -2,44 +2,7 @@
  * and nChw16c, f32 weight gradients from ABcd16b16a to OIHW. */
 #include "reorder16.h"
 
-#if defined(__AVX2__)
-#include <immintrin.h>
-
-/* dst row j (16 values, stride ds) = column j of the 16 x 16 block src (rows of stride ss): eight
- * rows at a time transposed lane-wise in three unpack stages, the two halves joined per lane. */
-static inline void tr16(uint16_t *dst, int64_t ds, const uint16_t *src, int64_t ss) {
-  __m256i t[2][8];
-  for (int h = 0; h < 2; h++) {
-    __m256i r[8], a[8], b[8];
-    for (int i = 0; i < 8; i++)
-      r[i] = _mm256_loadu_si256((const __m256i *)(src + (h * 8 + i) * ss));
-    for (int i = 0; i < 4; i++) {
-      a[2 * i] = _mm256_unpacklo_epi16(r[2 * i], r[2 * i + 1]);
-      a[2 * i + 1] = _mm256_unpackhi_epi16(r[2 * i], r[2 * i + 1]);
-    }
-    for (int i = 0; i < 2; i++) {
-      b[4 * i + 0] = _mm256_unpacklo_epi32(a[4 * i + 0], a[4 * i + 2]);
-      b[4 * i + 1] = _mm256_unpackhi_epi32(a[4 * i + 0], a[4 * i + 2]);
-      b[4 * i + 2] = _mm256_unpacklo_epi32(a[4 * i + 1], a[4 * i + 3]);
-      b[4 * i + 3] = _mm256_unpackhi_epi32(a[4 * i + 1], a[4 * i + 3]);
-    }
-    for (int j = 0; j < 4; j++) {
-      t[h][2 * j] = _mm256_unpacklo_epi64(b[j], b[j + 4]);
-      t[h][2 * j + 1] = _mm256_unpackhi_epi64(b[j], b[j + 4]);
-    }
-  }
-  /* t[h][j]: lane 0 column j, lane 1 column j + 8, of rows 8h .. 8h + 7 */
-  for (int j = 0; j < 8; j++) {
-    _mm256_storeu_si256((__m256i *)(dst + j * ds),
-                        _mm256_permute2x128_si256(t[0][j], t[1][j], 0x20));
-    _mm256_storeu_si256((__m256i *)(dst + (j + 8) * ds),
-                        _mm256_permute2x128_si256(t[0][j], t[1][j], 0x31));
-  }
-}
-#define HAVE_TR16 1
-#else
-#define HAVE_TR16 0
-#endif
+#include "transpose_simd.h"
 
 /* Pixels per task: a channel block of this many pixels is 32 KiB in and out. */
 #define TILE 1024
@@ -54,10 +17,10 @@ void ms_nchw_to_nc16(int nthreads, uint16_t *dst, const uint16_t *src, int64_t n
       const uint16_t *in = src + ((nb / cb) * c + b * 16) * hw;
       uint16_t *out = dst + nb * hw * 16;
       int64_t p = t * TILE, pe = p + TILE < hw ? p + TILE : hw;
-#if HAVE_TR16
+#if MS_HAVE_TRANSPOSE_SIMD
       if (nc == 16)
         for (; p + 16 <= pe; p += 16)
-          tr16(out + p * 16, 16, in + p, hw);
+          ms_tr16x16_u16(out + p * 16, 16, in + p, hw);
 #endif
       for (; p < pe; p++)
         for (int64_t k = 0; k < 16; k++)
@@ -75,10 +38,10 @@ void ms_nc16_to_nchw(int nthreads, uint16_t *dst, const uint16_t *src, int64_t n
       const uint16_t *in = src + nb * hw * 16;
       uint16_t *out = dst + ((nb / cb) * c + b * 16) * hw;
       int64_t p = t * TILE, pe = p + TILE < hw ? p + TILE : hw;
-#if HAVE_TR16
+#if MS_HAVE_TRANSPOSE_SIMD
       if (nc == 16)
         for (; p + 16 <= pe; p += 16)
-          tr16(out + p, hw, in + p * 16, 16);
+          ms_tr16x16_u16(out + p, hw, in + p * 16, 16);
 #endif
       for (; p < pe; p++)
         for (int64_t k = 0; k < nc; k++)
