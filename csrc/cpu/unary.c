@@ -1,9 +1,15 @@
 /* unary.c: CPU kernels for unary elementwise ops and their backward. */
+/* FP exceptions are never inspected: without trapping math GCC if-converts the selects (GELU's
+ * two tails, the clamps) and vectorises those loops. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
 #include <tgmath.h>
 
 #include "../core/dtype.h"
 #include "bf16_ew.h"
 #include "ew_kernels.h"
+#include "gelu_fast.h"
 #include "half_loop.h"
 
 typedef struct {
@@ -47,7 +53,7 @@ typedef struct {
   case MS_LEAKY_RELU: LOOP(T, x > 0 ? x : x * p0);                                                 \
   case MS_GELU:                                                                                    \
     if (p0 == 0) {                                                                                 \
-      LOOP(T, (T)0.5 * x * ((T)1 + erf(x * (T)0.7071067811865476)));                               \
+      LOOP(T, gelu_erf(x));                                                                        \
     } else {                                                                                       \
       LOOP(T, (T)0.5 * x * ((T)1 + tanh((T)GELU_K * (x + (T)0.044715 * x * x * x))));              \
     }                                                                                              \
@@ -60,11 +66,20 @@ typedef struct {
   case MS_SQUARE: LOOP(T, x *x);                                                                   \
   case MS_LOGICAL_NOT: LOOP(T, (T)(x == 0))
 
+/* The exact GELU: f32 through the vectorisable erfc of gelu_fast.h, f64 through libm. */
+static inline double gelu_erf_dd(double x) { return 0.5 * x * erfc(-x * 0.7071067811865476); }
+static inline double gelu_erf_d_dd(double x) {
+  return 0.5 * erfc(-x * 0.7071067811865476) + x * 0.3989422804014327 * exp(-0.5 * x * x);
+}
+
+#define gelu_erf ms_gelu_f32
 static void un_f32(char **d, const int64_t *s, int64_t n, void *arg) {
   const un_arg *a = arg;
   const float p0 = (float)a->p0, p1 = (float)a->p1;
   switch (a->op) { UN_CASES(float, RUN2); }
 }
+#undef gelu_erf
+#define gelu_erf gelu_erf_dd
 
 static void un_f64(char **d, const int64_t *s, int64_t n, void *arg) {
   const un_arg *a = arg;
@@ -194,8 +209,7 @@ int ms_cpu_unary(ms_context *ctx, ms_unop op, ms_dtype ct, const ms_tensor *x, d
   case MS_LEAKY_RELU: LOOP(T, x > 0 ? g : g * p0);                                                 \
   case MS_GELU:                                                                                    \
     if (p0 == 0) {                                                                                 \
-      LOOP(T, g *((T)0.5 * ((T)1 + erf(x * (T)0.7071067811865476)) +                               \
-                  x * (T)0.3989422804014327 * exp((T)-0.5 * x * x)));                              \
+      LOOP(T, g *gelu_erf_d(x));                                                                   \
     } else {                                                                                       \
       LOOP(T, g *gelu_tanh_d(x));                                                                  \
     }                                                                                              \
@@ -217,7 +231,9 @@ int ms_cpu_unary(ms_context *ctx, ms_unop op, ms_dtype ct, const ms_tensor *x, d
            (T)0.5 * x * ((T)1 - t * t) * (T)GELU_K * ((T)1 + (T)3 * (T)0.044715 * x * x);          \
   }
 
+#undef gelu_erf
 #define gelu_tanh_d gelu_tanh_df
+#define gelu_erf_d ms_gelu_grad_f32
 GELU_TANH_D(float, gelu_tanh_df)
 static void bwd_f32(char **d, const int64_t *s, int64_t n, void *arg) {
   const un_arg *a = arg;
@@ -225,8 +241,10 @@ static void bwd_f32(char **d, const int64_t *s, int64_t n, void *arg) {
   switch (a->op) { BWD_CASES(float, RUN4); }
 }
 #undef gelu_tanh_d
+#undef gelu_erf_d
 
 #define gelu_tanh_d gelu_tanh_dd
+#define gelu_erf_d gelu_erf_d_dd
 GELU_TANH_D(double, gelu_tanh_dd)
 static void bwd_f64(char **d, const int64_t *s, int64_t n, void *arg) {
   const un_arg *a = arg;
@@ -238,6 +256,7 @@ static double bwd_d(ms_unop op, double g, double x, double y, double p0, double 
   return 0;
 }
 #undef gelu_tanh_d
+#undef gelu_erf_d
 
 typedef struct {
   ms_unop op;

@@ -352,4 +352,46 @@ H.case("gradcheck where", function()
   gc(function(b) return ms.where(c, 1.5, b) end, { rt {} })
 end)
 
+H.case("exact gelu in f32 and its gradient keep their relative accuracy into the negative tail", function()
+  -- erfc by its series (z < 2.5) or its continued fraction (z >= 2.5), in doubles
+  local erfc
+  function erfc(z)
+    if z < 0 then return 2 - erfc(-z) end
+    if z < 2.5 then
+      local s, term, n = 0, z, 0
+      repeat
+        s = s + term / (2 * n + 1)
+        n = n + 1
+        term = -term * z * z / n
+      until math.abs(term) < 1e-18 and n > 5
+      return 1 - 2 / math.sqrt(math.pi) * s
+    end
+    local f = z -- z + 1/2 / (z + 1 / (z + 3/2 / (z + ...))), from 60 levels down
+    for k = 60, 1, -1 do f = z + (k / 2) / f end
+    return math.exp(-z * z) / math.sqrt(math.pi) / f
+  end
+  local function gelu(x) return 0.5 * x * erfc(-x / math.sqrt(2)) end
+  local function dgelu(x) return 0.5 * erfc(-x / math.sqrt(2)) + x * math.exp(-0.5 * x * x) / math.sqrt(2 * math.pi) end
+  local v = {}
+  for k = 0, 480 do v[#v + 1] = -12 + k * 0.05 end
+  local x = ms.tensor(v, { dtype = "f32" }):requires_grad_()
+  local y = x:gelu()
+  y:backward(ms.ones(#v))
+  local xv, yv, gv = x:detach():tolist(), y:detach():tolist(), x.grad:tolist()
+  for i = 1, #v do
+    local z = xv[i]
+    local want, dwant = gelu(z), dgelu(z)
+    -- f32 rounding near 1 + erf and the product; in the tail (gelu down to -1e-32 at -12) a
+    -- relative bound: 1 + erff(z / sqrt 2) would round to 0 there and fail it
+    local tol = z < -3 and 2e-5 * math.abs(want) or 3e-7 * (1 + math.abs(want))
+    if not (math.abs(yv[i] - want) <= tol) then
+      error(string.format("gelu(%.2f) = %.9g, want %.9g", z, yv[i], want))
+    end
+    local dtol = z < -3 and 2e-5 * math.abs(dwant) or 3e-7 * (1 + math.abs(dwant))
+    if not (math.abs(gv[i] - dwant) <= dtol) then
+      error(string.format("gelu'(%.2f) = %.9g, want %.9g", z, gv[i], dwant))
+    end
+  end
+end)
+
 H.done()
