@@ -7,6 +7,7 @@
 #include <tgmath.h>
 
 #include "../core/dtype.h"
+#include "basic_kernels.h"
 #include "bf16_ew.h"
 #include "ew_kernels.h"
 #include "gelu_fast.h"
@@ -137,8 +138,19 @@ static void un_generic(char **d, const int64_t *s, int64_t n, void *arg) {
   }
 }
 
+static int unary_run(ms_context *ctx, ms_unop op, ms_dtype ct, const ms_tensor *x, double p0,
+                     double p1, ms_tensor *dst);
+
 int ms_cpu_unary(ms_context *ctx, ms_unop op, ms_dtype ct, const ms_tensor *x, double p0, double p1,
                  ms_tensor *dst) {
+  ms_tensor *xs = ms_is_contiguous(dst) ? ms_cpu_stage_transposed(ctx, x) : NULL;
+  int st = unary_run(ctx, op, ct, xs ? xs : x, p0, p1, dst);
+  ms_tensor_free(xs);
+  return st;
+}
+
+static int unary_run(ms_context *ctx, ms_unop op, ms_dtype ct, const ms_tensor *x, double p0,
+                     double p1, ms_tensor *dst) {
   const ms_tensor *ops[2] = {dst, x};
   ms_iter it;
   ms_iter_build(&it, 2, ops, dst->shape, dst->ndim);
@@ -274,10 +286,31 @@ static void bwd_generic(char **d, const int64_t *s, int64_t n, void *arg) {
   }
 }
 
+static int unary_backward_run(ms_context *ctx, ms_unop op, const ms_tensor *gout,
+                              const ms_tensor *x, const ms_tensor *y, double p0, double p1,
+                              ms_tensor *gin);
+
 int ms_cpu_unary_backward(ms_context *ctx, ms_unop op, const ms_tensor *gout, const ms_tensor *x,
                           const ms_tensor *y, double p0, double p1, ms_tensor *gin) {
   if (!x) x = y;
   if (!y) y = x;
+  ms_tensor *s[3] = {NULL, NULL, NULL};
+  if (ms_is_contiguous(gin)) {
+    s[0] = ms_cpu_stage_transposed(ctx, gout);
+    s[1] = ms_cpu_stage_transposed(ctx, x);
+    s[2] = y == x ? NULL : ms_cpu_stage_transposed(ctx, y);
+  }
+  const ms_tensor *xs = s[1] ? s[1] : x;
+  int st = unary_backward_run(ctx, op, s[0] ? s[0] : gout, xs, y == x ? xs : (s[2] ? s[2] : y), p0,
+                              p1, gin);
+  for (int i = 0; i < 3; i++)
+    ms_tensor_free(s[i]);
+  return st;
+}
+
+static int unary_backward_run(ms_context *ctx, ms_unop op, const ms_tensor *gout,
+                              const ms_tensor *x, const ms_tensor *y, double p0, double p1,
+                              ms_tensor *gin) {
   const ms_tensor *ops[4] = {gin, gout, x, y};
   ms_iter it;
   ms_iter_build(&it, 4, ops, gin->shape, gin->ndim);
