@@ -25,8 +25,9 @@ int ms_context_new(ms_context **out) {
 #ifdef MS_WITH_CUDA
   ms_cuda_register_backend(); /* idempotent: the table is static */
 #endif
-  /* OpenBLAS runs its own pthread pool: size it like OpenMP's so the two don't oversubscribe. */
-  openblas_set_num_threads(ctx->num_threads);
+  /* OpenBLAS runs single-threaded: matmul.c splits its GEMMs over OpenMP's threads, as oneDNN
+   * does, and OpenBLAS's own pool, spinning between calls, would compete with them. */
+  openblas_set_num_threads(1);
   *out = ctx;
   return MS_OK;
 }
@@ -43,9 +44,8 @@ void ms_context_free(ms_context *ctx) {
 int ms_context_set_num_threads(ms_context *ctx, int n) {
   if (n < 1) return ms_fail(MS_ERR_INVALID, "set_num_threads: need at least 1 thread, got %d", n);
   ctx->num_threads = n;
-  /* oneDNN and OpenBLAS size their pools from these process-wide settings. */
+  /* oneDNN sizes its pool from this process-wide setting (OpenBLAS stays at one thread). */
   omp_set_num_threads(n);
-  openblas_set_num_threads(n);
   return MS_OK;
 }
 

@@ -129,6 +129,37 @@ H.case("f16 and bf16 compute in f32", function()
   end
 end)
 
+H.case("GEMMs split over 2 threads (by rows, by columns, across a batch) equal the reference and one thread bit for bit", function()
+  local prev = ms.get_num_threads()
+  -- each above the 4 MFLOP a split needs
+  local shapes = {
+    { { 400, 100 }, { 100, 60 } },        -- more rows: split by rows (400 not a multiple of 32)
+    { { 40, 120 }, { 120, 500 } },        -- more columns: split by columns
+    { { 3, 200, 64 }, { 64, 80 } },       -- a linear layer over a batch: one GEMM of 600 rows
+    { { 4, 100, 60 }, { 4, 60, 90 } },    -- batched: the matrices spread over the threads
+    { { 1, 120, 200 }, { 1, 200, 100 } }, -- batch 1: that one GEMM split
+  }
+  for _, dt in ipairs { "f32", "f64" } do
+    for _, sh in ipairs(shapes) do
+      local a, b = randn(sh[1], dt), randn(sh[2], dt)
+      ms.set_num_threads(1)
+      local one = ms.matmul(a, b)
+      ms.set_num_threads(2)
+      local two = ms.matmul(a, b)
+      ms.set_num_threads(prev)
+      H.eq((one - two):abs():max():item(), 0, dt .. " 1 vs 2 threads")
+      local want = ref_matmul(a, b)
+      H.near(flat(two), want, dt == "f32" and 1e-4 or 1e-10, dt .. " values")
+    end
+    -- transposed operands (BLAS reads them as they are) split the same way
+    local a, b = randn({ 300, 200 }, dt), randn({ 77, 300 }, dt)
+    ms.set_num_threads(2)
+    local y = ms.matmul(a:t(), b:t())
+    ms.set_num_threads(prev)
+    H.near(flat(y), (ref_matmul(a:t():contiguous(), b:t():contiguous())), dt == "f32" and 1e-4 or 1e-10, dt .. " transposed")
+  end
+end)
+
 H.case("errors name the op and shapes", function()
   H.raises(function() ms.matmul(randn { 2, 3 }, randn { 4, 5 }) end, "matmul", "[2, 3]", "[4, 5]")
   H.raises(function() ms.matmul(randn { 2, 2, 3 }, randn { 3, 3, 1 }) end, "matmul", "[2, 2, 3]", "[3, 3, 1]")
