@@ -2,6 +2,7 @@
 #include <math.h>
 
 #include "../core/dtype.h"
+#include "basic_kernels.h"
 #include "bf16_ew.h"
 #include "ew_kernels.h"
 #include "half_loop.h"
@@ -167,8 +168,27 @@ static void bin_generic(char **d, const int64_t *s, int64_t n, void *arg) {
   }
 }
 
+static int binary_run(ms_context *ctx, ms_binop op, ms_dtype ct, const ms_tensor *a,
+                      const ms_tensor *b, ms_tensor *dst);
+
+/* A transposed operand beside a contiguous output is staged through the tiled copy first, so the
+ * loop runs on unit strides (as unary ops do). */
 int ms_cpu_binary(ms_context *ctx, ms_binop op, ms_dtype ct, const ms_tensor *a, const ms_tensor *b,
                   ms_tensor *dst) {
+  ms_tensor *sa = NULL, *sb = NULL;
+  if (ms_is_contiguous(dst)) {
+    sa = ms_cpu_stage_transposed(ctx, a);
+    sb = b == a ? NULL : ms_cpu_stage_transposed(ctx, b);
+  }
+  const ms_tensor *ua = sa ? sa : a;
+  int st = binary_run(ctx, op, ct, ua, b == a ? ua : (sb ? sb : b), dst);
+  ms_tensor_free(sa);
+  ms_tensor_free(sb);
+  return st;
+}
+
+static int binary_run(ms_context *ctx, ms_binop op, ms_dtype ct, const ms_tensor *a,
+                      const ms_tensor *b, ms_tensor *dst) {
   const ms_tensor *ops[3] = {dst, a, b};
   ms_iter it;
   ms_iter_build(&it, 3, ops, dst->shape, dst->ndim);

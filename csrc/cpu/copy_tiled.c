@@ -99,6 +99,8 @@ int ms_cpu_copy_tiled(ms_context *ctx, ms_tensor *dst, const ms_tensor *src) {
 
 ms_tensor *ms_cpu_stage_transposed(ms_context *ctx, const ms_tensor *x) {
   if (!x || ms_is_contiguous(x) || ms_numel(x) < TILE * TILE) return NULL;
+  for (int a = 0; a < x->ndim; a++) /* broadcast: read from cache as it is, not materialised */
+    if (x->shape[a] > 1 && x->strides[a] == 0) return NULL;
   ms_tensor *t = NULL;
   if (ms_tensor_new(x->shape, x->ndim, x->dtype, MS_CPU, 0, &t)) {
     ms_clear_error(); /* no memory for the staging copy: the caller's strided loop still works */

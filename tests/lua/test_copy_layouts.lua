@@ -117,4 +117,22 @@ H.case("unary ops and their backward on transposed inputs (staged through the ti
   end
 end)
 
+H.case("binary ops with a transposed operand equal the contiguous result; broadcast operands stay as they are", function()
+  local base, other = ms.randn(3, 70, 90), ms.randn(3, 90, 70) + 3
+  local bias = ms.randn(70) -- broadcast along the last dim: not staged, the same values
+  for _, dtype in ipairs { "f32", "bf16", "f64" } do
+    local xt = base:to(dtype):transpose(2, 3) -- [3, 90, 70]
+    local xc, y = xt:contiguous(), other:to(dtype)
+    for _, op in ipairs { "add", "sub", "mul", "div" } do
+      local got, want = xt[op](xt, y), xc[op](xc, y)
+      H.eq(got:to("f64"):sub(want:to("f64")):abs():max():item(), 0, dtype .. " " .. op .. " (a transposed)")
+      got, want = y[op](y, xt), y[op](y, xc)
+      H.eq(got:to("f64"):sub(want:to("f64")):abs():max():item(), 0, dtype .. " " .. op .. " (b transposed)")
+    end
+    local bb = bias:to(dtype)
+    H.eq((xt + bb):to("f64"):sub((xc + bb):to("f64")):abs():max():item(), 0, dtype .. " with a broadcast bias")
+    H.eq((xt * xt):to("f64"):sub((xc * xc):to("f64")):abs():max():item(), 0, dtype .. " x * x")
+  end
+end)
+
 H.done()
