@@ -49,16 +49,15 @@ static void outer_offsets(const tiled_plan *p, int64_t k, int64_t *dof, int64_t 
           o[i * p->dsi + j] = in[i + j * p->ssj];                                                  \
     }                                                                                              \
   }
+#define NO_BLOCK(d, ds, s, ss) ((void)0)
 #if MS_HAVE_TRANSPOSE_SIMD
 TILE_LOOP(uint16_t, 16, ms_tr16x16_u16)
 TILE_LOOP(uint32_t, 8, ms_tr8x8_u32)
 #else
-#define NO_BLOCK(d, ds, s, ss) ((void)0)
 TILE_LOOP(uint16_t, 1, NO_BLOCK)
 TILE_LOOP(uint32_t, 1, NO_BLOCK)
 #endif
-#define NO_BLOCK64(d, ds, s, ss) ((void)0)
-TILE_LOOP(uint64_t, 1, NO_BLOCK64)
+TILE_LOOP(uint64_t, 1, NO_BLOCK)
 
 int ms_cpu_copy_tiled(ms_context *ctx, ms_tensor *dst, const ms_tensor *src) {
   int n = dst->ndim, es = (int)ms_dtype_size(dst->dtype);

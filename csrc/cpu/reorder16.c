@@ -7,46 +7,45 @@
 /* Pixels per task: a channel block of this many pixels is 32 KiB in and out. */
 #define TILE 1024
 
-void ms_nchw_to_nc16(int nthreads, uint16_t *dst, const uint16_t *src, int64_t n, int64_t c,
-                     int64_t hw) {
+/* Between [n, c, hw] (plain) and [n, ceil(c/16), hw, 16] (blocked), one direction or the other:
+ * tasks are a channel block's run of TILE pixels; whole 16 x 16 blocks go through the in-register
+ * transpose, the rest (and a partial last block) element by element. */
+static void reorder_nc16(int to_blocked, int nthreads, uint16_t *plain, uint16_t *blocked,
+                         int64_t n, int64_t c, int64_t hw) {
   const int64_t cb = (c + 15) / 16, tiles = (hw + TILE - 1) / TILE;
 #pragma omp parallel for num_threads(nthreads) schedule(static) collapse(2)
   for (int64_t nb = 0; nb < n * cb; nb++)
     for (int64_t t = 0; t < tiles; t++) {
       const int64_t b = nb % cb, nc = c - b * 16 < 16 ? c - b * 16 : 16;
-      const uint16_t *in = src + ((nb / cb) * c + b * 16) * hw;
-      uint16_t *out = dst + nb * hw * 16;
+      uint16_t *pl = plain + ((nb / cb) * c + b * 16) * hw, *bl = blocked + nb * hw * 16;
       int64_t p = t * TILE, pe = p + TILE < hw ? p + TILE : hw;
 #if MS_HAVE_TRANSPOSE_SIMD
       if (nc == 16)
-        for (; p + 16 <= pe; p += 16)
-          ms_tr16x16_u16(out + p * 16, 16, in + p, hw);
+        for (; p + 16 <= pe; p += 16) {
+          if (to_blocked)
+            ms_tr16x16_u16(bl + p * 16, 16, pl + p, hw);
+          else
+            ms_tr16x16_u16(pl + p, hw, bl + p * 16, 16);
+        }
 #endif
       for (; p < pe; p++)
-        for (int64_t k = 0; k < 16; k++)
-          out[p * 16 + k] = k < nc ? in[k * hw + p] : 0; /* padded channels hold zeros */
+        for (int64_t k = 0; k < 16; k++) {
+          if (to_blocked)
+            bl[p * 16 + k] = k < nc ? pl[k * hw + p] : 0; /* padded channels hold zeros */
+          else if (k < nc)
+            pl[k * hw + p] = bl[p * 16 + k];
+        }
     }
+}
+
+void ms_nchw_to_nc16(int nthreads, uint16_t *dst, const uint16_t *src, int64_t n, int64_t c,
+                     int64_t hw) {
+  reorder_nc16(1, nthreads, (uint16_t *)src, dst, n, c, hw); /* src is only read */
 }
 
 void ms_nc16_to_nchw(int nthreads, uint16_t *dst, const uint16_t *src, int64_t n, int64_t c,
                      int64_t hw) {
-  const int64_t cb = (c + 15) / 16, tiles = (hw + TILE - 1) / TILE;
-#pragma omp parallel for num_threads(nthreads) schedule(static) collapse(2)
-  for (int64_t nb = 0; nb < n * cb; nb++)
-    for (int64_t t = 0; t < tiles; t++) {
-      const int64_t b = nb % cb, nc = c - b * 16 < 16 ? c - b * 16 : 16;
-      const uint16_t *in = src + nb * hw * 16;
-      uint16_t *out = dst + ((nb / cb) * c + b * 16) * hw;
-      int64_t p = t * TILE, pe = p + TILE < hw ? p + TILE : hw;
-#if MS_HAVE_TRANSPOSE_SIMD
-      if (nc == 16)
-        for (; p + 16 <= pe; p += 16)
-          ms_tr16x16_u16(out + p, hw, in + p * 16, 16);
-#endif
-      for (; p < pe; p++)
-        for (int64_t k = 0; k < nc; k++)
-          out[k * hw + p] = in[p * 16 + k];
-    }
+  reorder_nc16(0, nthreads, dst, (uint16_t *)src, n, c, hw); /* src is only read */
 }
 
 void ms_oi16i16o_to_oihw(int nthreads, float *dst, const float *src, int64_t o, int64_t i,
