@@ -293,8 +293,7 @@ static int ring_all_gather(run *R, char *buf, int64_t n, int64_t es, int equal) 
 
 /* ---- working buffers --------------------------------------------------------------- */
 
-static int is_half(ms_dtype d) { return d == MS_F16 || d == MS_BF16; }
-static ms_dtype work_dtype(ms_dtype d) { return is_half(d) ? MS_F32 : d; }
+static ms_dtype work_dtype(ms_dtype d) { return ms_is_half(d) ? MS_F32 : d; }
 
 static void halves_to_f32(float *dst, const uint16_t *src, int64_t n, ms_dtype d) {
   for (int64_t i = 0; i < n; i++)
@@ -326,7 +325,7 @@ static int do_all_reduce(run *R, ms_tensor *t, int op, const char *name) {
   ms_dtype wt = work_dtype(t->dtype);
   int64_t es = ms_dtype_size(wt);
   char *buf = ms_data(ct);
-  if (is_half(t->dtype)) {
+  if (ms_is_half(t->dtype)) {
     conv = malloc((size_t)(n ? n : 1) * 4);
     if (!conv) {
       st = ms_fail(MS_ERR_OOM, "%s: out of memory for %lld floats", name, (long long)n);

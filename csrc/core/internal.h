@@ -64,6 +64,7 @@ const char *ms_shape_str(const int64_t *shape, int ndim);
 /* ---- dtypes (core/dtype.c, dtype.h for inline conversions) ---- */
 int ms_dtype_valid(int dtype);
 int ms_dtype_is_float(ms_dtype d);
+static inline int ms_is_half(ms_dtype d) { return d == MS_F16 || d == MS_BF16; }
 int ms_dtype_is_int(ms_dtype d); /* integral incl. u8 and bool */
 ms_dtype ms_promote(ms_dtype a, ms_dtype b);
 /* Promotion where one operand is a 0-dim tensor of the same kind: the other wins. */

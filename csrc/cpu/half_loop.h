@@ -7,8 +7,6 @@
 /* Elements per chunk: small enough that a chunk of every operand stays in L1. */
 #define MS_HALF_CHUNK 512
 
-static inline int ms_is_half(ms_dtype d) { return d == MS_F16 || d == MS_BF16; }
-
 /* bf16 round to nearest even, NaN kept quiet: branch-free so the loops vectorise. */
 static inline uint16_t ms_bf16_of(float f) {
   uint32_t x;

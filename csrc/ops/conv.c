@@ -3,8 +3,6 @@
 
 #include "../core/backend.h"
 
-static int is_half(ms_dtype d) { return d == MS_F16 || d == MS_BF16; }
-
 /* The dtype the backend writes dw and db in when it computes in cdt: cdt, or f32 when w is f32 and
  * the backend's backward-weights gives f32 gradients beside cdt operands natively. */
 static ms_dtype grad_w_dtype(const ms_backend *be, const ms_tensor *w, ms_dtype cdt) {
@@ -32,7 +30,7 @@ static int conv_check(const char *op, const ms_tensor *x, const ms_tensor *w, co
     return ms_fail(MS_ERR_DTYPE, "%s: x must be floating point, got %s", op, ms_desc(x));
   /* f32 weights beside f16/bf16 activations: autocast's conv (the weights are converted inside the
    * op, and their gradients come back in f32) */
-  if (w->dtype != x->dtype && !(w->dtype == MS_F32 && is_half(x->dtype)))
+  if (w->dtype != x->dtype && !(w->dtype == MS_F32 && ms_is_half(x->dtype)))
     return ms_fail(MS_ERR_DTYPE,
                    "%s: x %s and w %s must have the same dtype (or f32 w with f16/bf16 x)", op,
                    ms_desc(x), ms_desc(w));
